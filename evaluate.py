@@ -1,0 +1,21 @@
+"""Measure a checkpoint or an ONNX model: `python evaluate.py ckpt=... [data=folder data.root=...]`."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from wmseg.tasks.evaluate import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Record a finished training run: command, machine, wall time, the val/iou curve.
+
+    /usr/bin/time -f %e -o wall.txt python train.py     # the run to record
+    python experiments/record_train_run.py logs/train/runs/<date> --wall "$(cat wall.txt)" \
+        --name default_15min
+
+Writes experiments/results/<name>.json, <name>.md and <name>.png (the curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--wall", type=float, required=True, help="wall seconds of the whole command")
+    parser.add_argument("--command", default="python train.py")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
+    args = parser.parse_args()
+
+    log = pd.read_csv(args.run_dir / "csv" / "metrics.csv")
+    val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss"]]
+    train = log.dropna(subset=["train/loss"])[["step", "train/loss"]]
+    overrides = yaml.safe_load((args.run_dir / ".hydra" / "overrides.yaml").read_text())
+    best = max(args.run_dir.glob("checkpoints/step*.ckpt"), key=lambda p: float(p.stem.split("iou")[-1]))
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    test = log.dropna(subset=["test/iou"]) if "test/iou" in log else pd.DataFrame()
+    record = {
+        "command": args.command + "".join(f" {o}" for o in overrides),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}",
+        "wall_seconds": args.wall,
+        "steps": int(ckpt["global_step"]) if best else None,
+        "best_checkpoint": best.name,
+        "best_val_iou": float(val["val/iou"].max()),
+        "test_iou_best_ckpt": float(test["test/iou"].iloc[-1]) if len(test) else None,
+        "val_curve": val.to_dict(orient="list"),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(record, indent=2))
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(val["step"], val["val/iou"], "o-", label="val/iou")
+    ax.plot(
+        train["step"], train["train/loss"].rolling(5, min_periods=1).mean(), alpha=0.6, label="train/loss"
+    )
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{args.name}: best val/iou {record['best_val_iou']:.3f} in {args.wall / 60:.1f} min")
+    fig.tight_layout()
+    fig.savefig(args.out / f"{args.name}.png", dpi=100)
+
+    rows = "\n".join(
+        f"| {int(s)} | {i:.4f} | {f:.4f} |"
+        for s, i, f in zip(val["step"], val["val/iou"], val["val/f1"], strict=True)
+    )
+    (args.out / f"{args.name}.md").write_text(
+        f"# {args.name}\n\n- command: `{record['command']}`\n- machine: {record['machine']}\n"
+        f"- wall time: {args.wall:.0f} s ({args.wall / 60:.1f} min), {record['steps']} steps\n"
+        f"- best val/iou: {record['best_val_iou']:.4f} ({best.name}); "
+        f"test/iou of that checkpoint: {record['test_iou_best_ckpt']}\n\n"
+        f"| step | val/iou | val/f1 |\n|---|---|---|\n{rows}\n\n![curve]({args.name}.png)\n"
+    )
+    print(json.dumps({k: v for k, v in record.items() if k != "val_curve"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import compose_config
+from wmseg.data.folder import DataError
+from wmseg.export.onnx import contract_metadata, export_onnx
+from wmseg.inference import CheckpointError, load_model
+from wmseg.metrics import SegmentationMeter
+from wmseg.tasks.evaluate import evaluate
+
+
+def test_meter_values_on_hand_made_masks():
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:2] = 1  # 8 pixels
+    prob = np.zeros((4, 4), np.float32)
+    prob[1:3] = 0.9  # 4 right, 4 wrong
+    meter = SegmentationMeter(threshold=0.5)
+    score = meter.update("s", "a", prob, truth)
+    assert score.iou == pytest.approx(4 / 12) and score.f1 == pytest.approx(0.5)
+    empty_prob = np.zeros((4, 4), np.float32)
+    empty_prob[0, :2] = 0.7  # 2 false positives on an empty mask
+    meter.update("s", "b", empty_prob, np.zeros((4, 4), np.uint8))
+    out = meter.compute()
+    assert out["mean_iou"] == pytest.approx(4 / 12) and out["mean_f1"] == pytest.approx(0.5)
+    assert out["empty_fp_rate"] == pytest.approx(2 / 16)
+    # Global: tp 4, fp 4 + 2, fn 4.
+    assert out["global_iou"] == pytest.approx(4 / 14)
+    assert out["precision"] == pytest.approx(4 / 10) and out["recall"] == pytest.approx(0.5)
+    assert out["images"] == 2 and out["images_with_watermark"] == 1
+
+
+def _eval_cfg(tmp_path, *overrides):
+    return compose_config(tmp_path / "eval", list(overrides), config_name="evaluate")
+
+
+@pytest.mark.slow
+def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, pairs_folder, tmp_path):
+    loaded = load_model(trained_ckpt)
+    meta = contract_metadata(loaded.threshold, loaded.net.stride, loaded.config["model"]["net"])
+    onnx_path = export_onnx(loaded.net, tmp_path / "model.onnx", meta, sample_hw=(64, 64))
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    a = evaluate(_eval_cfg(tmp_path / "a", f"ckpt={trained_ckpt}", *data))
+    b = evaluate(_eval_cfg(tmp_path / "b", f"onnx={onnx_path}", *data))
+    for key in ("mean_iou", "mean_f1", "global_iou", "precision", "recall"):
+        assert a["sets"]["pairs"][key] == pytest.approx(b["sets"]["pairs"][key], abs=1e-3)
+    assert a["sets"]["pairs"]["images"] == 4
+    out = tmp_path / "a" / "eval"
+    report = json.loads((out / "report.json").read_text())
+    assert report["threshold"] == loaded.threshold and len(report["per_image"]) == 4
+    assert "| pairs |" in (out / "report.md").read_text()
+    assert Image.open(out / "pr_curve.png").size[0] > 100
+    assert Image.open(out / "overlays_worst_best.png").size[0] > 100
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_synthetic_split_and_threshold_override(trained_ckpt, tmp_path):
+    cfg = _eval_cfg(
+        tmp_path, f"ckpt={trained_ckpt}", "data.synth.size=64", "data.test_size=8", "threshold=0.3"
+    )
+    report = evaluate(cfg)
+    assert report["threshold"] == 0.3 and report["threshold_source"] == "threshold="
+    assert report["sets"]["synthetic_test"]["images"] == 8
+    assert 0.0 <= report["sets"]["synthetic_test"]["best_f1_threshold"] <= 1.0
+
+
+def test_several_folders_one_table(trained_ckpt, pairs_folder, tmp_path):
+    second = tmp_path / "second"
+    (second / "images").mkdir(parents=True)
+    (second / "masks").mkdir()
+    for f in ("img0.png", "img2.png"):
+        (second / "images" / f).write_bytes((pairs_folder / "images" / f).read_bytes())
+        (second / "masks" / f).write_bytes((pairs_folder / "masks" / f).read_bytes())
+    cfg = _eval_cfg(tmp_path, f"ckpt={trained_ckpt}", "data=folder", f"data.root=[{pairs_folder},{second}]")
+    report = evaluate(cfg)
+    assert set(report["sets"]) == {"pairs", "second", "all"}
+    assert report["sets"]["all"]["images"] == 6
+
+
+def test_bad_files_named_and_skipped(trained_ckpt, pairs_folder, tmp_path):
+    (pairs_folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (pairs_folder / "masks" / "broken.png").write_bytes((pairs_folder / "masks" / "img0.png").read_bytes())
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(pairs_folder / "masks" / "img1.png")  # wrong size
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(pairs_folder / "images" / "nomask.png")
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    with pytest.raises(DataError, match=r"broken\.jpg|img1\.png|nomask\.png"):
+        evaluate(_eval_cfg(tmp_path / "strict", f"ckpt={trained_ckpt}", *data))
+    report = evaluate(_eval_cfg(tmp_path / "lenient", f"ckpt={trained_ckpt}", *data, "skip_bad=true"))
+    bad = {b["file"].split("/")[-1]: b["error"] for b in report["bad_files"]}
+    assert set(bad) == {"broken.jpg", "img1.png", "nomask.png"}
+    assert "mask is 10x10 but its image is 64x64" in bad["img1.png"]
+    assert "no mask" in bad["nomask.png"]
+    assert report["sets"]["pairs"]["images"] == 3  # img0, img2, img3
+
+
+def test_checkpoint_errors(trained_ckpt, tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(trained_ckpt.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=r"truncated\.ckpt"):
+        load_model(truncated)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}}, plain)
+    with pytest.raises(CheckpointError, match="not a wmseg checkpoint"):
+        load_model(plain)
+    # A model config that does not match the weights: named, with the way out.
+    cfg = _eval_cfg(tmp_path, f"ckpt={trained_ckpt}", "model=unet_mnv3", "data.test_size=4")
+    with pytest.raises(CheckpointError, match="does not match the model config"):
+        evaluate(cfg)

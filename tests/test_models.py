@@ -1,0 +1,100 @@
+import itertools
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from wmseg.models import BCEDiceLoss, WatermarkUnet
+from wmseg.models.pretrained import efficientnet_lite0_weights, load_by_order, load_encoder_weights
+from wmseg.models.schedules import warmup_cosine
+
+
+def test_unet_shapes_and_normalisation_inside():
+    net = WatermarkUnet("resnet18", decoder_channels=(32, 16, 8, 8, 8)).eval()
+    x = torch.rand(2, 3, 64, 96)
+    assert net(x).shape == (2, 1, 64, 96)
+    assert net.stride == 32
+    # The buffers normalise: feeding the normalised image to the bare Unet gives the same logits.
+    with torch.no_grad():
+        manual = net.unet((x - net.mean) / net.std)
+        assert torch.allclose(net(x), manual)
+    assert "mean" not in net.state_dict()  # not persistent: checkpoints hold weights only
+
+
+def _imagenet_top1(model: torch.nn.Module, name: str) -> int:
+    import skimage.data
+    from PIL import Image
+
+    img = Image.fromarray(getattr(skimage.data, name)()).resize((224, 224), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        return int(model((x - 0.5) / 0.5).argmax())
+
+
+def test_lite0_weights_map_to_timm_and_classify():
+    # The package's efficientnet_pytorch layout, mapped by order into timm's model,
+    # must give a working ImageNet classifier: the proof the mapping is right.
+    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    assert load_by_order(model, state) == len(model.state_dict()) == 296
+    assert _imagenet_top1(model, "chelsea") == 285  # Egyptian cat
+    assert _imagenet_top1(model, "coffee") == 967  # espresso
+
+
+def test_lite0_weights_load_into_smp_encoder():
+    net = WatermarkUnet("timm-tf_efficientnet_lite0", encoder_weights="efficientnet_lite0")
+    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    assert torch.equal(net.unet.encoder.state_dict()["conv_stem.weight"], state["_conv_stem.weight"])
+    enc = net.unet.encoder.state_dict()
+    assert torch.equal(enc["blocks.6.0.bn3.running_var"], state["_blocks.15._bn2.running_var"])
+    assert "conv_head.weight" not in enc  # the unused classifier head is dropped
+
+
+def test_encoder_weights_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="encoder_weights"):
+        WatermarkUnet("resnet18", encoder_weights=str(tmp_path / "nope.pth"))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"bad\.pth"):
+        WatermarkUnet("resnet18", encoder_weights=str(bad))
+    # A file from another architecture is refused by shape, with the tensor named.
+    torch.save(
+        {"w": torch.zeros(3, 3)} | {f"x{i}": torch.zeros(1) for i in range(400)}, tmp_path / "other.pth"
+    )
+    with pytest.raises(ValueError, match="do not fit"):
+        WatermarkUnet("resnet18", encoder_weights=str(tmp_path / "other.pth"))
+
+
+def test_encoder_weights_by_name_roundtrip(tmp_path):
+    src = WatermarkUnet("resnet18", decoder_channels=(16, 16, 8, 8, 8))
+    torch.save(src.unet.encoder.state_dict(), tmp_path / "r18.pth")
+    dst = WatermarkUnet("resnet18", decoder_channels=(16, 16, 8, 8, 8))
+    load_encoder_weights(dst.unet.encoder, str(tmp_path / "r18.pth"))
+    for k, v in src.unet.encoder.state_dict().items():
+        assert torch.equal(v, dst.unet.encoder.state_dict()[k])
+
+
+def test_bce_dice_values():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1
+    perfect = (target * 2 - 1) * 50  # confident and right
+    loss = BCEDiceLoss(smooth=0.0)
+    assert loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    # Logits of 0: BCE = ln 2; prob 0.5 everywhere, Dice = 2*4 / (8 + 8) = 0.5.
+    assert loss(torch.zeros_like(target), target).item() == pytest.approx(np.log(2) + 0.5, abs=1e-5)
+    assert BCEDiceLoss(bce_weight=0, smooth=0)(torch.zeros_like(target), target).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="loss"):
+        BCEDiceLoss(bce_weight=0, dice_weight=0)
+
+
+def test_warmup_cosine_shape():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = warmup_cosine(opt, total_steps=100, warmup_steps=10, min_factor=0.0)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] < 0.01 and all(a >= b for a, b in itertools.pairwise(lrs[10:]))

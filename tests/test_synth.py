@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
+from wmseg.synth.backgrounds import procedural_background
+
+
+def test_sample_is_pure_function_of_seed_and_index():
+    synth = WatermarkSynth(SynthConfig(size=64))
+    a, b = synth.render(3, 7), WatermarkSynth(SynthConfig(size=64)).render(3, 7)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+    c = synth.render(3, 8)
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.uint8
+    assert a.mask.shape == (64, 64) and set(np.unique(a.mask)) <= {0, 1}
+
+
+def test_clean_images_have_empty_masks():
+    synth = WatermarkSynth(SynthConfig(size=64, clean_fraction=1.0, noise_std=(0, 0), jpeg_prob=0.0))
+    for i in range(5):
+        assert synth.render(0, i).mask.sum() == 0
+
+
+def test_mask_is_visible_footprint():
+    # No degradation: the mask must be exactly where the image differs visibly from its
+    # background. Rendering the same rng stream's background alone gives the clean image.
+    cfg = SynthConfig(size=96, clean_fraction=0.0, noise_std=(0, 0), jpeg_prob=0.0, opacity=(1.0, 1.0))
+    bank = BackgroundBank(procedural_fraction=1.0)
+    synth = WatermarkSynth(cfg, bank)
+    for i in range(4):
+        s = synth.render(1, i)
+        clean = bank.sample(np.random.default_rng([1, i]), 96).astype(np.int16)
+        visible = np.abs(s.image.astype(np.int16) - clean).max(axis=2) >= cfg.visibility_threshold
+        # Rounding to uint8 moves values by at most 0.5, so only threshold-edge pixels differ.
+        assert (visible != s.mask.astype(bool)).mean() < 0.002
+        assert s.mask.sum() > 0
+
+
+def test_invisible_mark_has_empty_mask():
+    # A mark whose opacity leaves every pixel below the visibility threshold is not labelled.
+    cfg = SynthConfig(size=64, clean_fraction=0.0, opacity=(0.01, 0.01), noise_std=(0, 0), jpeg_prob=0.0)
+    synth = WatermarkSynth(cfg)
+    assert all(synth.render(0, i).mask.sum() == 0 for i in range(5))
+
+
+def test_procedural_background_range():
+    img = procedural_background(np.random.default_rng(0), 64)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and img.std() > 1
+
+
+def test_backgrounds_folder_errors_and_skips(tmp_path, caplog):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BackgroundBank(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no images"):
+        BackgroundBank(tmp_path / "empty")
+    photos = tmp_path / "photos" / "nested"
+    photos.mkdir(parents=True)
+    Image.fromarray(np.full((80, 90, 3), 200, np.uint8)).save(photos / "good.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    bank = BackgroundBank(tmp_path / "photos", procedural_fraction=0.0)
+    rng = np.random.default_rng(0)
+    crops = [bank.sample(rng, 32) for _ in range(10)]
+    assert all(c.shape == (32, 32, 3) and (c == 200).all() for c in crops)
+    assert bank.skipped == {photos / "broken.jpg"}
+    assert "broken.jpg" in caplog.text

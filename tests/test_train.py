@@ -1,0 +1,68 @@
+"""Real training runs, shrunk: fast_dev_run for each config, overfitting, checkpoints."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import CONF
+from wmseg.tasks.checks import ConfigError
+from wmseg.tasks.train import train
+
+
+def test_fast_dev_run_default(make_cfg):
+    metrics = train(make_cfg("debug=fdr"))
+    assert 0.0 <= metrics["test/iou"] <= 1.0 and metrics["test/loss"] > 0
+
+
+def test_fast_dev_run_trainer_cpu(make_cfg):
+    cfg = make_cfg("trainer=cpu", "+trainer.fast_dev_run=true", "data.num_workers=0")
+    metrics = train(cfg)
+    assert "val/iou" in metrics
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_fast_dev_run_experiments(make_cfg, name):
+    cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null")
+    assert "val/iou" in train(cfg)
+
+
+def test_debug_limit_writes_checkpoints_with_config(make_cfg, tmp_path):
+    cfg = make_cfg("debug=limit")
+    metrics = train(cfg)
+    ckpts = Path(tmp_path, "checkpoints")
+    assert (ckpts / "last.ckpt").is_file()
+    best = Path(metrics["best_model_path"])
+    assert best.parent == ckpts and best.name.startswith("step") and "iou" in best.name
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert ckpt["wmseg"]["config"]["model"]["net"]["encoder_name"] == "timm-tf_efficientnet_lite0"
+    assert ckpt["wmseg"]["version"]
+    assert ckpt["global_step"] == 12  # 2 epochs x limit_train_batches=6
+    assert list(ckpts.glob("*.tmp")) == []
+    # Overlays of validation predictions are written as images.
+    assert list(tmp_path.glob("csv/overlays/step_*.png"))
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    assert {"train/loss", "val/iou", "val/f1", "val/precision", "val/recall", "test/iou"} <= set(log.columns)
+
+
+def test_overfit_drives_loss_down_and_iou_up(make_cfg, tmp_path):
+    # debug=overfit trains on the same 2 batches over and over.
+    cfg = make_cfg("debug=overfit", "trainer.max_steps=120", "trainer.check_val_every_n_epoch=20")
+    train(cfg)
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    loss = log["train/loss"].dropna().to_numpy()
+    iou = log["train/iou"].dropna().to_numpy()  # once an epoch of the 2 batches
+    assert loss[-5:].mean() < 0.5 * loss[:5].mean()
+    assert iou[-1] > iou[0] + 0.2 and iou[-1] > 0.5
+
+
+def test_bad_values_fail_before_training(make_cfg):
+    with pytest.raises(ConfigError, match=r"model\.optimizer\.lr"):
+        train(make_cfg("model.optimizer.lr=-0.001"))
+    with pytest.raises(ConfigError, match=r"data\.batch_size"):
+        train(make_cfg("data.batch_size=0"))
+    with pytest.raises(ConfigError, match=r"data\.backgrounds"):
+        train(make_cfg("data.backgrounds=/no/such/folder"))
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        train(make_cfg("ckpt_path=/no/such/last.ckpt"))

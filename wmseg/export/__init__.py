@@ -1,0 +1,1 @@
+"""Export: ONNX under the wmseg contract, static INT8 quantization. No Lightning."""

@@ -1,0 +1,84 @@
+"""Export a network to ONNX under the wmseg contract. No Lightning.
+
+Contract: input `image` float32 (N, 3, H, W) RGB in [0, 1] (N, H, W dynamic; H, W
+multiples of the stride); output `logits` float32 (N, 1, H, W) before the sigmoid;
+normalisation inside the graph; metadata_props `threshold`, `stride`,
+`wmseg_version`, `model_config` (YAML).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+import yaml
+from torch import nn
+
+import wmseg
+from wmseg.atomic import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def contract_metadata(threshold: float, stride: int, model_config: dict[str, Any]) -> dict[str, str]:
+    return {
+        "threshold": f"{threshold:.6g}",
+        "stride": str(stride),
+        "wmseg_version": wmseg.__version__,
+        "model_config": yaml.safe_dump(model_config, sort_keys=False),
+    }
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def export_onnx(
+    net: nn.Module,
+    path: str | Path,
+    metadata: dict[str, str],
+    opset: int = 18,
+    sample_hw: tuple[int, int] = (256, 256),
+    dynamic: bool = True,
+    fp16: bool = False,
+) -> Path:
+    """Write `net` to `path` (atomically) and check it; returns the path."""
+    net = net.eval().float().cpu()
+    stride = int(metadata.get("stride", 32))
+    if sample_hw[0] % stride or sample_hw[1] % stride:
+        raise ValueError(f"export sample size {sample_hw} must be a multiple of the stride {stride}")
+    sample = torch.rand(2, 3, *sample_hw)
+    dims = None
+    if dynamic:
+        auto = torch.export.Dim.AUTO
+        dims = {"image": {0: auto, 2: auto, 3: auto}}
+    program = torch.onnx.export(
+        net,
+        (sample,),
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes=dims,
+        optimize=True,
+        verify=False,
+    )
+    model = program.model_proto
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # fp16 inside, float32 at the edges: the contract's dtypes hold.
+        model = convert_float_to_float16(model, keep_io_types=True)
+    set_metadata(model, metadata)
+    onnx.checker.check_model(model)
+    return write_atomic(path, lambda tmp: onnx.save(model, tmp))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}

@@ -1,0 +1,16 @@
+"""Inference without Lightning: checkpoints and ONNX models behind one Predictor interface."""
+
+from wmseg.inference.batching import predict_items, predict_tiled
+from wmseg.inference.checkpoint import CheckpointError, LoadedModel, load_model
+from wmseg.inference.predictor import OnnxPredictor, Predictor, TorchPredictor
+
+__all__ = [
+    "CheckpointError",
+    "LoadedModel",
+    "OnnxPredictor",
+    "Predictor",
+    "TorchPredictor",
+    "load_model",
+    "predict_items",
+    "predict_tiled",
+]

@@ -1,0 +1,92 @@
+"""Run a predictor over images of any size: batches of similar size, tiles for large ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from wmseg.inference.predictor import Predictor
+
+
+def _to_chw(image: np.ndarray) -> np.ndarray:
+    return image.transpose(2, 0, 1).astype(np.float32) / 255.0  # (3, H, W) in [0, 1]
+
+
+def _padded(shape: tuple[int, ...], stride: int) -> tuple[int, int]:
+    h, w = shape[:2]
+    return h + (-h % stride), w + (-w % stride)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def predict_tiled(
+    predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 128
+) -> np.ndarray:
+    """Probabilities (H, W) for one large uint8 image, from overlapping tiles.
+
+    Logits are averaged where tiles overlap, so memory stays that of one tile.
+    """
+    s = predictor.stride
+    tile = max(s, tile - tile % s)
+    h, w = image.shape[:2]
+    chw = _to_chw(image)
+    total = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    step = max(s, tile - overlap)
+    ys = sorted({*range(0, max(h - tile, 0) + 1, step), max(h - tile, 0)})
+    xs = sorted({*range(0, max(w - tile, 0) + 1, step), max(w - tile, 0)})
+    for y in ys:
+        for x in xs:
+            crop = chw[:, y : y + tile, x : x + tile]
+            ch, cw = crop.shape[1:]
+            ph, pw = _padded((ch, cw), s)
+            padded = np.pad(crop, ((0, 0), (0, ph - ch), (0, pw - cw)), mode="edge")[None]
+            total[y : y + ch, x : x + cw] += predictor.logits(padded)[0, 0, :ch, :cw]
+            count[y : y + ch, x : x + cw] += 1
+    return _sigmoid(total / count)
+
+
+def predict_items(
+    predictor: Predictor,
+    images: Iterable[tuple[object, np.ndarray]],
+    max_pixels: int = 4_000_000,
+    order: Sequence[int] | None = None,
+) -> Iterator[tuple[object, np.ndarray]]:
+    """Yield (key, probabilities (H, W)) for each (key, uint8 image (H, W, 3)).
+
+    Consecutive images with the same padded shape share a batch of at most
+    `max_pixels` pixels (sort them by size first for full batches); each is
+    edge-padded to the network stride and its output cropped back to its own size.
+    Images larger than `max_pixels` run tile by tile.
+    """
+    s = predictor.stride
+    batch: list[tuple[object, np.ndarray]] = []
+
+    def flush() -> Iterator[tuple[object, np.ndarray]]:
+        ph, pw = _padded(batch[0][1].shape, s)
+        stack = np.stack(
+            [
+                np.pad(_to_chw(img), ((0, 0), (0, ph - img.shape[0]), (0, pw - img.shape[1])), mode="edge")
+                for _, img in batch
+            ]
+        )
+        logits = predictor.logits(stack)
+        for (key, img), out in zip(batch, logits, strict=True):
+            yield key, _sigmoid(out[0, : img.shape[0], : img.shape[1]])
+        batch.clear()
+
+    for key, image in images:
+        if image.shape[0] * image.shape[1] > max_pixels:
+            yield key, predict_tiled(predictor, image, tile=int(np.sqrt(max_pixels)))
+            continue
+        padded = _padded(image.shape, s)
+        if batch and (
+            padded != _padded(batch[0][1].shape, s) or (len(batch) + 1) * padded[0] * padded[1] > max_pixels
+        ):
+            yield from flush()
+        batch.append((key, image))
+    if batch:
+        yield from flush()

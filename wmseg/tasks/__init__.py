@@ -1,0 +1,1 @@
+"""Task functions behind the root scripts."""

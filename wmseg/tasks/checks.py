@@ -1,0 +1,38 @@
+"""Checks on a composed run config that catch bad input before any training starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def _get(cfg: DictConfig, key: str) -> object:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key; cheap, so it runs before imports of data."""
+    for key in ("model.optimizer.lr", "data.batch_size", "trainer.accumulate_grad_batches"):
+        value = _get(cfg, key)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ConfigError(f"{key} must be a number > 0, got {value!r}: e.g. {key}=<positive value>")
+    clip = _get(cfg, "trainer.gradient_clip_val")
+    if clip is not None and not (isinstance(clip, int | float) and clip >= 0):
+        raise ConfigError(f"trainer.gradient_clip_val must be >= 0 or null, got {clip!r}")
+    backgrounds = _get(cfg, "data.backgrounds")
+    if backgrounds is not None and not Path(str(backgrounds)).expanduser().is_dir():
+        raise ConfigError(
+            f"data.backgrounds={backgrounds} is not a folder: point it at a folder of clean "
+            "photos, or set data.backgrounds=null for the bundled default"
+        )
+    ckpt = _get(cfg, "ckpt_path")
+    if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
+        raise ConfigError(f"ckpt_path={ckpt} does not exist: pass the path of a .ckpt file to resume from")
+    for key in ("train", "test"):
+        if not isinstance(_get(cfg, key), bool):
+            raise ConfigError(f"{key} must be true or false, got {_get(cfg, key)!r}")

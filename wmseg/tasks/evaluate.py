@@ -1,0 +1,165 @@
+"""The evaluation task: one model (checkpoint or ONNX) on one or more datasets -> a report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from wmseg.atomic import save_png_atomic, write_atomic, write_text_atomic
+from wmseg.data.folder import DataError, Item
+from wmseg.inference import OnnxPredictor, Predictor, TorchPredictor, predict_items
+from wmseg.inference.overlay import overlay_row, stack_rows
+from wmseg.metrics import SegmentationMeter
+from wmseg.tasks.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("images", "mean_iou", "mean_f1", "global_iou", "precision", "recall", "empty_fp_rate")
+
+
+def build_predictor(cfg: DictConfig) -> Predictor:
+    if (cfg.get("ckpt") is None) == (cfg.get("onnx") is None):
+        raise ConfigError("give exactly one of ckpt=<path.ckpt> or onnx=<path.onnx>")
+    if cfg.get("onnx") is not None:
+        return OnnxPredictor(cfg.onnx, threads=cfg.get("threads", 0))
+    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    net_config = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None
+    return TorchPredictor(cfg.ckpt, device=device, net_config=net_config)
+
+
+def _by_size(items) -> list[int]:
+    """Indices sorted by image size (from file headers where the set can), for full batches."""
+    size_of = getattr(items, "image_size", None)
+    if size_of is None:
+        return list(range(len(items)))
+
+    def key(i: int) -> tuple[int, int]:
+        try:
+            return size_of(i)
+        except (DataError, OSError):
+            return (0, 0)  # unreadable: its load below reports it
+
+    return sorted(range(len(items)), key=key)
+
+
+def _load(items, order: list[int], skip_bad: bool, bad: list[dict[str, str]]):
+    """Yield ((index, item), image) for each item that loads, one at a time (bounded memory).
+
+    A bad file raises, naming it; with skip_bad it is listed in `bad` and skipped.
+    """
+    for i in order:
+        try:
+            item = items[i]
+        except DataError as err:
+            if not skip_bad:
+                raise DataError(err.path, f"{err} (skip_bad=true lists it and measures the rest)") from err
+            log.warning("skipping %s", err)
+            bad.append({"file": str(err.path), "error": str(err)})
+            continue
+        yield (i, item), item.image
+
+
+def _overlay_row(item: Item, prob: np.ndarray, threshold: float, height: int = 192) -> np.ndarray:
+    from PIL import Image
+
+    row = overlay_row(item.image, item.mask, prob >= threshold)
+    w = max(1, round(row.shape[1] * height / row.shape[0]))
+    return np.asarray(Image.fromarray(row).resize((w, height), Image.Resampling.BILINEAR))
+
+
+def _plot_pr(curves: dict[str, tuple], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, (precision, recall, thresholds, best_t, used_t) in curves.items():
+        (line,) = ax.plot(recall, precision, label=name)
+        for t, marker in ((used_t, "o"), (best_t, "*")):
+            i = int(np.abs(thresholds - t).argmin())
+            ax.plot(recall[i], precision[i], marker, color=line.get_color(), markersize=8)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title="PR (o: used, *: best F1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| set | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for name, r in rows.items()]
+    return "\n".join(lines)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
+    predictor = build_predictor(cfg)
+    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
+    datamodule = hydra.utils.instantiate(cfg.data)
+    out_dir = Path(cfg.paths.output_dir)
+    bad: list[dict[str, str]] = []
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, tuple] = {}
+    overall = SegmentationMeter(threshold)
+    scored: list[tuple[float, Any, int]] = []  # (iou, items, index) for the overlay grid
+    for items in datamodule.eval_sets():
+        meter = SegmentationMeter(threshold)
+        group = getattr(items, "group", "set")
+        pairs = _load(items, _by_size(items), cfg.skip_bad, bad)
+        for (i, item), prob in predict_items(predictor, pairs, max_pixels=int(cfg.max_pixels)):
+            score = meter.update(item.group, item.name, prob, item.mask)
+            overall.update(item.group, item.name, prob, item.mask)
+            if score.iou is not None:
+                scored.append((score.iou, items, i))
+        results[group] = meter.compute()
+        precision, recall, thresholds = meter.pr_curve()
+        curves[group] = (precision, recall, thresholds, results[group]["best_f1_threshold"], threshold)
+    if len(results) > 1:
+        results["all"] = overall.compute()
+
+    report = {
+        "model": predictor.name,
+        "threshold": threshold,
+        "threshold_source": "threshold=" if cfg.get("threshold") is not None else "model",
+        "sets": results,
+        "per_image": [s.__dict__ for s in overall.images],
+        "bad_files": bad,
+    }
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    table = markdown_table(results)
+    best_t = "; ".join(
+        f"{k}: {v['best_f1_threshold']:.2f} (F1 {v['best_f1']:.4f})" for k, v in results.items()
+    )
+    md = (
+        f"# Evaluation of {predictor.name}\n\nthreshold {threshold:.3f} ({report['threshold_source']}); "
+        f"best-F1 threshold per set: {best_t}\n\n{table}\n"
+    )
+    if bad:
+        md += "\n## Skipped files\n\n" + "\n".join(f"- {b['file']}: {b['error']}" for b in bad) + "\n"
+    write_text_atomic(out_dir / "report.md", md)
+    _plot_pr(curves, out_dir / "pr_curve.png")
+    if scored:
+        scored.sort(key=lambda x: x[0])
+        k = int(cfg.overlays)
+        picks = scored[:k] + scored[max(k, len(scored) - k) :]  # worst first, then best
+        rows = []
+        for _, items, i in picks:
+            item = items[i]
+            (_, prob), *_ = predict_items(predictor, [(i, item.image)], max_pixels=int(cfg.max_pixels))
+            rows.append(_overlay_row(item, prob, threshold))
+        save_png_atomic(stack_rows(rows), out_dir / "overlays_worst_best.png")
+    print(table)
+    print(f"Report: {out_dir / 'report.md'}")
+    return report

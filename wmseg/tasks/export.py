@@ -1,0 +1,154 @@
+"""The export task: checkpoint -> model.onnx (+ model.int8.onnx, model.fp16.onnx) + report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from wmseg.atomic import write_text_atomic
+from wmseg.export.onnx import contract_metadata, export_onnx
+from wmseg.export.quantize import quantize_int8
+from wmseg.inference import OnnxPredictor, load_model
+from wmseg.inference.checkpoint import CheckpointError
+
+
+def _data_module(config: dict[str, Any], source: Path):
+    data = config.get("data", {})
+    if not str(data.get("_target_", "")).startswith("wmseg.data."):
+        raise CheckpointError(f"{source}: stored data config is not a wmseg data module; cannot calibrate")
+    return hydra.utils.instantiate(OmegaConf.create(data))
+
+
+def _batches(dataset, n_batches: int, batch_size: int, offset: int = 0) -> list[np.ndarray]:
+    out = []
+    for b in range(n_batches):
+        idx = [(offset + b * batch_size + i) % len(dataset) for i in range(batch_size)]
+        out.append(torch.stack([dataset[i]["image"] for i in idx]).numpy())
+    return out
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _images_per_s(fn, batch: np.ndarray, seconds: float = 2.0) -> float:
+    fn(batch)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn(batch)
+        n += 1
+    return n * len(batch) / (time.perf_counter() - t0)
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    loaded = load_model(cfg.ckpt)
+    out_dir = Path(cfg.paths.output_dir)
+    meta = contract_metadata(loaded.threshold, int(loaded.net.stride), loaded.config["model"]["net"])
+    size = int(cfg.sample_size)
+    fp32_path = export_onnx(loaded.net, out_dir / "model.onnx", meta, opset=cfg.opset, sample_hw=(size, size))
+    files = {"model.onnx": fp32_path}
+    if cfg.fp16:
+        files["model.fp16.onnx"] = export_onnx(
+            loaded.net, out_dir / "model.fp16.onnx", meta, opset=cfg.opset, sample_hw=(size, size), fp16=True
+        )
+
+    dm = _data_module(loaded.config, loaded.path)
+    dm.setup("fit")
+    if cfg.int8.enabled:
+        calib = _batches(dm.datasets["train"], cfg.int8.calibration_batches, cfg.int8.batch_size)
+        files["model.int8.onnx"] = quantize_int8(
+            fp32_path,
+            out_dir / "model.int8.onnx",
+            calib,
+            method=cfg.int8.method,
+            per_channel=cfg.int8.per_channel,
+            activation_type=cfg.int8.activation_type,
+            exclude_ops=list(cfg.int8.exclude_ops),
+        )
+
+    # Parity at a shape other than the export shape.
+    stride = int(loaded.net.stride)
+    ph, pw = cfg.parity.height, cfg.parity.width
+    if ph % stride or pw % stride or (ph, pw) == (size, size):
+        raise ValueError(f"parity.height/width must be multiples of {stride} and differ from sample_size")
+    x = torch.rand(3, 3, ph, pw, generator=torch.Generator().manual_seed(0)).numpy()
+    with torch.inference_mode():
+        ref = loaded.net(torch.from_numpy(x)).numpy()
+    sessions = {name: OnnxPredictor(path, threads=cfg.threads) for name, path in files.items()}
+    parity = {name: float(np.abs(s.logits(x) - ref).max()) for name, s in sessions.items()}
+
+    # Masks on the synthetic validation split: each model against truth and against fp32.
+    val = dm.datasets["val"]
+    n = min(int(cfg.parity.val_samples), len(val))
+    items = [val[i] for i in range(n)]
+    images = torch.stack([it["image"] for it in items]).numpy()
+    truth = torch.stack([it["mask"] for it in items]).numpy()[:, 0] > 0.5
+    masks = {"torch": ref_mask(loaded.net, images, loaded.threshold)}
+    masks |= {
+        name: np.concatenate([s.logits(images[i : i + 8]) for i in range(0, n, 8)])[:, 0]
+        > _logit(loaded.threshold)
+        for name, s in sessions.items()
+    }
+    val_iou = {name: _mask_iou(m, truth) for name, m in masks.items()}
+    agreement = {
+        name: float(np.mean([_mask_iou(m[i], masks["model.onnx"][i]) for i in range(n)]))
+        for name, m in masks.items()
+        if name != "model.onnx"
+    }
+
+    batch = images[:1]
+    speed = {"torch": _images_per_s(lambda b: ref_logits(loaded.net, b), batch)}
+    speed |= {name: _images_per_s(s.logits, batch) for name, s in sessions.items()}
+
+    report = {
+        "checkpoint": str(loaded.path),
+        "threshold": loaded.threshold,
+        "files": {name: {"path": str(p), "bytes": p.stat().st_size} for name, p in files.items()},
+        "parity_max_abs_logit_diff": parity,
+        "parity_shape": [3, 3, ph, pw],
+        "val_samples": n,
+        "val_iou_vs_truth": val_iou,
+        "mean_mask_iou_vs_fp32_onnx": agreement,
+        "int8_val_iou_drop": val_iou["model.onnx"] - val_iou["model.int8.onnx"] if cfg.int8.enabled else None,
+        "speed_img_per_s_batch1": {"size": [size, size], **speed},
+        "int8": OmegaConf.to_container(cfg.int8),
+    }
+    write_text_atomic(out_dir / "export_report.json", json.dumps(report, indent=2))
+    lines = [
+        f"# Export of {loaded.path}",
+        "",
+        "| file | MB | max abs logit diff | val IoU | mask IoU vs fp32 | img/s (batch 1) |",
+        "|---|---|---|---|---|---|",
+        f"| torch eager | - | - | {val_iou['torch']:.4f} | - | {speed['torch']:.1f} |",
+    ]
+    for name, p in files.items():
+        lines.append(
+            f"| {name} | {p.stat().st_size / 1e6:.1f} | {parity[name]:.2e} | {val_iou[name]:.4f} | "
+            f"{agreement.get(name, 1.0):.4f} | {speed[name]:.1f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    write_text_atomic(out_dir / "export_report.md", table)
+    print(table)
+    return report
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+@torch.inference_mode()
+def ref_logits(net: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    return net(torch.from_numpy(batch)).numpy()
+
+
+def ref_mask(net: torch.nn.Module, images: np.ndarray, threshold: float) -> np.ndarray:
+    logits = np.concatenate([ref_logits(net, images[i : i + 8]) for i in range(0, len(images), 8)])
+    return logits[:, 0] > _logit(threshold)

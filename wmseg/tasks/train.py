@@ -1,0 +1,58 @@
+"""The training task: seed -> data -> model -> callbacks -> loggers -> trainer -> fit -> test."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import hydra
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from wmseg.callbacks import EmbedRunConfig
+from wmseg.tasks.checks import check_run_config
+from wmseg.tasks.instantiate import instantiate_callbacks, instantiate_loggers
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) as `cfg` says; returns the logged metrics plus the best checkpoint."""
+    check_run_config(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    model: L.LightningModule = hydra.utils.instantiate(cfg.model)
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), EmbedRunConfig(cfg)]
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    checkpoint = trainer.checkpoint_callback
+    best_path = getattr(checkpoint, "best_model_path", "") or ""
+    best_score = getattr(checkpoint, "best_model_score", None)
+    if cfg.test:
+        # Test the best checkpoint, not the last weights; fall back when none was saved.
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+    metrics["best_model_path"] = best_path
+    metrics["best_model_score"] = None if best_score is None else float(best_score)
+    _report(metrics, cfg.get("optimized_metric"))
+    return metrics
+
+
+@rank_zero_only
+def _report(metrics: dict[str, Any], monitored: str | None) -> None:
+    score = metrics["best_model_score"]
+    shown = "n/a" if score is None else f"{score:.4f}"
+    print(f"Best checkpoint: {metrics['best_model_path'] or '(none saved)'}")
+    print(f"Best {monitored or 'score'}: {shown}")
