@@ -36,6 +36,12 @@ class PredictionOverlays(L.Callback):
     def __init__(self, num_images: int = 8) -> None:
         self.num_images = num_images
         self._batch: tuple[torch.Tensor, ...] | None = None
+        self._dir: Path | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # `trainer.log_dir` is a collective under DDP: resolve it here, on every rank, never
+        # from rank 0 alone mid-validation (that deadlocks against the metric sync).
+        self._dir = Path(trainer.log_dir or trainer.default_root_dir) / "overlays"
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -49,14 +55,12 @@ class PredictionOverlays(L.Callback):
             )
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if self._batch is None or trainer.sanity_checking:
+        if self._batch is None or self._dir is None or trainer.sanity_checking:
             return
         grid = overlay_grid(*self._batch, threshold=pl_module.threshold)
         self._batch = None
         step = trainer.global_step
-        save_png_atomic(
-            grid, Path(trainer.log_dir or trainer.default_root_dir) / "overlays" / f"step_{step:07d}.png"
-        )
+        save_png_atomic(grid, self._dir / f"step_{step:07d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/overlays", grid, step, dataformats="HWC")
