@@ -7,6 +7,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,23 +32,40 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if isinstance(logger, WandbLogger) and cfg.get("monitor"):
+            # W&B sweeps rank runs by the summary value: make it the best, not the last one.
+            mode = cfg.get("callbacks", {}).get("model_checkpoint", {}).get("mode", "max")
+            logger.experiment.define_metric(
+                cfg.monitor, step_metric="trainer/global_step", summary=mode, step_sync=True
+            )
 
-    if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    try:
+        if cfg.train:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    checkpoint = trainer.checkpoint_callback
-    best_path = getattr(checkpoint, "best_model_path", "") or ""
-    best_score = getattr(checkpoint, "best_model_score", None)
-    if cfg.test:
-        # Test the best checkpoint, not the last weights; fall back when none was saved.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        checkpoint = trainer.checkpoint_callback
+        best_path = getattr(checkpoint, "best_model_path", "") or ""
+        best_score = getattr(checkpoint, "best_model_score", None)
+        if cfg.test:
+            # Test the best checkpoint, not the last weights; fall back when none was saved.
+            trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    finally:
+        _finish_wandb(loggers)
 
     metrics["best_model_path"] = best_path
     metrics["best_model_score"] = None if best_score is None else float(best_score)
     _report(metrics, cfg.get("optimized_metric"))
     return metrics
+
+
+def _finish_wandb(loggers: list) -> None:
+    # Close the W&B run here, not at interpreter exit: multirun jobs share one process
+    # (each needs its own run), and at exit the W&B service may be gone before it flushes.
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()
 
 
 @rank_zero_only
