@@ -112,3 +112,35 @@ def test_checkpoint_errors(trained_ckpt, tmp_path):
     cfg = _eval_cfg(tmp_path, f"ckpt={trained_ckpt}", "model=unet_mnv3", "data.test_size=4")
     with pytest.raises(CheckpointError, match="does not match the model config"):
         evaluate(cfg)
+
+
+class PixelwiseNet:
+    """A real 1x1-conv network as a predictor: no spatial context, so tiles must stitch
+    back to exactly the whole-image output; records every batch shape it is given."""
+
+    stride = 32
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    @torch.inference_mode()
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        self.shapes.append(batch.shape)
+        return self.conv(torch.from_numpy(batch)).numpy()
+
+
+def test_large_image_runs_in_tiles_within_the_pixel_budget():
+    from wmseg.inference.batching import predict_items
+
+    image = np.random.default_rng(0).integers(0, 256, (300, 250, 3), dtype=np.uint8)
+    net = PixelwiseNet()
+    (_, whole), *_ = predict_items(net, [("a", image)], max_pixels=10**6)
+    assert net.shapes == [(1, 3, 320, 256)]  # padded to the stride in one piece
+    net.shapes.clear()
+    (_, tiled), *_ = predict_items(net, [("a", image)], max_pixels=128 * 128)
+    # Tiles of at most 128x128 pixels cover the image: memory is that of one tile.
+    assert len(net.shapes) >= 6 and all(n * h * w <= 128 * 128 for n, _, h, w in net.shapes)
+    assert tiled.shape == whole.shape == (300, 250)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
