@@ -84,6 +84,28 @@ def test_export_task_end_to_end(trained_ckpt, tmp_path):
     assert "model.int8.onnx" in (tmp_path / "export_report.md").read_text()
 
 
+@pytest.mark.slow
+def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_path):
+    cfg = compose_config(
+        tmp_path,
+        [
+            f"ckpt={trained_ckpt}",
+            "sample_size=64",
+            "dynamic=false",
+            "parity.val_samples=4",
+            "int8.calibration_batches=1",
+            "int8.batch_size=2",
+        ],
+        config_name="export",
+    )
+    report = export(cfg)
+    (inp,) = onnx.load(str(tmp_path / "model.onnx")).graph.input
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, 64, 64]
+    assert report["dynamic"] is False and report["parity_shape"] == [1, 3, 64, 64]
+    assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
+    assert report["val_samples"] == 4 and (tmp_path / "model.int8.onnx").is_file()
+
+
 def test_export_missing_checkpoint(tmp_path):
     from wmseg.inference import CheckpointError
 

@@ -52,7 +52,7 @@ def export_onnx(
     stride = int(metadata.get("stride", 32))
     if sample_hw[0] % stride or sample_hw[1] % stride:
         raise ValueError(f"export sample size {sample_hw} must be a multiple of the stride {stride}")
-    sample = torch.rand(2, 3, *sample_hw)
+    sample = torch.rand(2 if dynamic else 1, 3, *sample_hw)
     dims = None
     if dynamic:
         auto = torch.export.Dim.AUTO

@@ -19,11 +19,13 @@ from wmseg.inference import OnnxPredictor, load_model
 from wmseg.inference.checkpoint import CheckpointError
 
 
-def _data_module(config: dict[str, Any], source: Path):
-    data = config.get("data", {})
+def _data_module(config: dict[str, Any], source: Path, size: int | None = None):
+    data = OmegaConf.create(config.get("data", {}))
     if not str(data.get("_target_", "")).startswith("wmseg.data."):
         raise CheckpointError(f"{source}: stored data config is not a wmseg data module; cannot calibrate")
-    return hydra.utils.instantiate(OmegaConf.create(data))
+    if size is not None:  # a static-shape model takes only its own size
+        data.synth.size = size
+    return hydra.utils.instantiate(data)
 
 
 def _batches(dataset, n_batches: int, batch_size: int, offset: int = 0) -> list[np.ndarray]:
@@ -53,17 +55,25 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     meta = contract_metadata(loaded.threshold, int(loaded.net.stride), loaded.config["model"]["net"])
     size = int(cfg.sample_size)
-    fp32_path = export_onnx(loaded.net, out_dir / "model.onnx", meta, opset=cfg.opset, sample_hw=(size, size))
+    # dynamic=false fixes the graph at (1, 3, sample_size, sample_size): the checks below then
+    # run one image at a time, on the synthetic splits rendered at that size.
+    dynamic = bool(cfg.dynamic)
+    step = 8 if dynamic else 1
+    opts = {"opset": cfg.opset, "sample_hw": (size, size), "dynamic": dynamic}
+    fp32_path = export_onnx(loaded.net, out_dir / "model.onnx", meta, **opts)
     files = {"model.onnx": fp32_path}
     if cfg.fp16:
-        files["model.fp16.onnx"] = export_onnx(
-            loaded.net, out_dir / "model.fp16.onnx", meta, opset=cfg.opset, sample_hw=(size, size), fp16=True
-        )
+        fp16_path = out_dir / "model.fp16.onnx"
+        files["model.fp16.onnx"] = export_onnx(loaded.net, fp16_path, meta, **opts, fp16=True)
 
-    dm = _data_module(loaded.config, loaded.path)
+    dm = _data_module(loaded.config, loaded.path, size=None if dynamic else size)
     dm.setup("fit")
     if cfg.int8.enabled:
-        calib = _batches(dm.datasets["train"], cfg.int8.calibration_batches, cfg.int8.batch_size)
+        calib = _batches(
+            dm.datasets["train"],
+            cfg.int8.calibration_batches * (1 if dynamic else cfg.int8.batch_size),
+            cfg.int8.batch_size if dynamic else 1,
+        )
         files["model.int8.onnx"] = quantize_int8(
             fp32_path,
             out_dir / "model.int8.onnx",
@@ -76,10 +86,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
     # Parity at a shape other than the export shape.
     stride = int(loaded.net.stride)
-    ph, pw = cfg.parity.height, cfg.parity.width
-    if ph % stride or pw % stride or (ph, pw) == (size, size):
+    ph, pw = (cfg.parity.height, cfg.parity.width) if dynamic else (size, size)
+    if dynamic and (ph % stride or pw % stride or (ph, pw) == (size, size)):
         raise ValueError(f"parity.height/width must be multiples of {stride} and differ from sample_size")
-    x = torch.rand(3, 3, ph, pw, generator=torch.Generator().manual_seed(0)).numpy()
+    x = torch.rand(3 if dynamic else 1, 3, ph, pw, generator=torch.Generator().manual_seed(0)).numpy()
     with torch.inference_mode():
         ref = loaded.net(torch.from_numpy(x)).numpy()
     sessions = {name: OnnxPredictor(path, threads=cfg.threads) for name, path in files.items()}
@@ -87,13 +97,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
     # Masks on the synthetic validation split: each model against truth and against fp32.
     val = dm.datasets["val"]
-    n = min(int(cfg.parity.val_samples), len(val))
+    n = len(val) if cfg.parity.val_samples is None else min(int(cfg.parity.val_samples), len(val))
     items = [val[i] for i in range(n)]
     images = torch.stack([it["image"] for it in items]).numpy()
     truth = torch.stack([it["mask"] for it in items]).numpy()[:, 0] > 0.5
     masks = {"torch": ref_mask(loaded.net, images, loaded.threshold)}
     masks |= {
-        name: np.concatenate([s.logits(images[i : i + 8]) for i in range(0, n, 8)])[:, 0]
+        name: np.concatenate([s.logits(images[i : i + step]) for i in range(0, n, step)])[:, 0]
         > _logit(loaded.threshold)
         for name, s in sessions.items()
     }
@@ -113,7 +123,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "threshold": loaded.threshold,
         "files": {name: {"path": str(p), "bytes": p.stat().st_size} for name, p in files.items()},
         "parity_max_abs_logit_diff": parity,
-        "parity_shape": [3, 3, ph, pw],
+        "parity_shape": list(x.shape),
+        "dynamic": dynamic,
         "val_samples": n,
         "val_iou_vs_truth": val_iou,
         "mean_mask_iou_vs_fp32_onnx": agreement,
