@@ -8,18 +8,24 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
 from wmseg.data.dataset import SyntheticWatermarks
 from wmseg.data.folder import FolderPairs, Item
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
 
 # Each split draws from its own seed stream; val and test never change with training.
 _SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+CACHE_MODES = ("none", "memory", "disk")
 
 
 class WatermarkDataModule(L.LightningDataModule):
     """Synthetic watermarks on bundled photos (or `backgrounds`, a folder of clean photos).
 
     All splits come from one generator with the same settings; only the seed differs.
+    `cache`: `none` renders every sample on the fly (new work each epoch), `memory`
+    renders each split once at setup, `disk` renders once into `cache_dir` (in
+    `prepare_data`, on one process per node) and every later run and DDP rank reuses it.
+    All three give the same bytes for the same index.
     """
 
     def __init__(
@@ -36,8 +42,15 @@ class WatermarkDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = True,
         prefetch_factor: int | None = 4,
+        cache: str = "none",
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
+        if cache not in CACHE_MODES:
+            raise ValueError(f"data.cache={cache!r}: use one of {', '.join(CACHE_MODES)}")
+        if cache == "disk" and not cache_dir:
+            raise ValueError("data.cache=disk needs data.cache_dir (a folder for the rendered shards)")
+        self.cache, self.cache_dir = cache, cache_dir
         for key in ("batch_size", "train_size", "val_size", "test_size"):
             if locals()[key] <= 0:
                 raise ValueError(f"data.{key} must be > 0, got {locals()[key]}")
@@ -57,16 +70,34 @@ class WatermarkDataModule(L.LightningDataModule):
         }
         self.datasets: dict[str, SyntheticWatermarks] = {}
 
+    def _synth(self) -> WatermarkSynth:
+        bank = BackgroundBank(self.backgrounds, procedural_fraction=self.procedural_fraction)
+        return WatermarkSynth(self.synth_config, bank)
+
+    def _split_seed(self, split: str) -> int:
+        return self.seed * 1000 + _SPLIT_SEEDS[split]
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node, before setup() on every rank.
+        if self.cache == "disk":
+            synth = self._synth()
+            for split, n in self.sizes.items():
+                build_disk_cache(synth, self._split_seed(split), n, self.cache_dir)
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         # Built here, in the main process, so a bad backgrounds folder fails before training.
-        bank = BackgroundBank(self.backgrounds, procedural_fraction=self.procedural_fraction)
-        synth = WatermarkSynth(self.synth_config, bank)
-        self.datasets = {
-            split: SyntheticWatermarks(synth, n, seed=self.seed * 1000 + _SPLIT_SEEDS[split])
-            for split, n in self.sizes.items()
-        }
+        synth = self._synth()
+        self.datasets = {}
+        for split, n in self.sizes.items():
+            seed = self._split_seed(split)
+            store: DiskSamples | MemorySamples | None = None
+            if self.cache == "disk":  # complete after prepare_data; built here when it did not run
+                store = DiskSamples(build_disk_cache(synth, seed, n, self.cache_dir), n)
+            elif self.cache == "memory":
+                store = MemorySamples(synth, seed, n)
+            self.datasets[split] = SyntheticWatermarks(synth, n, seed=seed, store=store)
 
     def eval_sets(self) -> list[Sequence[Item]]:
         """The test split as native-size uint8 items, for evaluate.py."""

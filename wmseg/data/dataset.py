@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from wmseg.data.cache import DiskSamples, MemorySamples
 from wmseg.synth import WatermarkSynth
 
 
@@ -26,10 +27,18 @@ class SyntheticWatermarks(Dataset):
         torch.Size([3, 128, 128])
     """
 
-    def __init__(self, synth: WatermarkSynth, length: int, seed: int) -> None:
+    def __init__(
+        self,
+        synth: WatermarkSynth,
+        length: int,
+        seed: int,
+        store: DiskSamples | MemorySamples | None = None,
+    ) -> None:
         if length <= 0:
             raise ValueError(f"dataset length must be > 0, got {length}")
-        self.synth, self.length, self.seed = synth, length, seed
+        if store is not None and len(store) != length:
+            raise ValueError(f"sample cache holds {len(store)} samples, the split needs {length}")
+        self.synth, self.length, self.seed, self.store = synth, length, seed, store
 
     def __len__(self) -> int:
         return self.length
@@ -37,5 +46,7 @@ class SyntheticWatermarks(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(index)
+        if self.store is not None:  # the same bytes render() gives, rendered earlier
+            return to_tensors(*self.store[index])
         sample = self.synth.render(self.seed, index)
         return to_tensors(sample.image, sample.mask)

@@ -1,0 +1,164 @@
+"""Rendered samples kept for reuse: in memory, or on disk as shards keyed by config and code.
+
+A disk cache is a folder `<cache_dir>/<key>/` of `.npy` shards plus `manifest.json`,
+written last: a folder without a manifest (or with a missing or short shard) is a
+partial cache from a killed run and is rebuilt. The key hashes everything a sample
+depends on: the synthesis config, the backgrounds, the split's seed and length, and the
+source of the rendering code, so a changed config or renderer gets a new folder. No
+Lightning, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import wmseg
+from wmseg.atomic import write_atomic, write_text_atomic
+from wmseg.synth import WatermarkSynth
+from wmseg.synth.backgrounds import list_images
+
+log = logging.getLogger(__name__)
+
+SHARD = 1024  # samples per shard file
+
+
+def _code_digest() -> str:
+    """Hash of the rendering code: any change to wmseg/synth invalidates old caches."""
+    h = hashlib.sha256(wmseg.__version__.encode())
+    for path in sorted((Path(wmseg.__file__).parent / "synth").glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def _backgrounds_signature(folder: Path | None) -> Any:
+    if folder is None:
+        return None
+    files = list_images(folder)
+    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return {"folder": str(folder.resolve()), "files": hashlib.sha256(repr(stats).encode()).hexdigest()}
+
+
+def cache_key(synth: WatermarkSynth, seed: int, length: int) -> tuple[str, dict[str, Any]]:
+    """(key, what it hashes) for `length` samples of `synth` from `seed`."""
+    spec = {
+        "synth": dataclasses.asdict(synth.config),
+        "backgrounds": _backgrounds_signature(synth.backgrounds.folder),
+        "procedural_fraction": synth.backgrounds.procedural_fraction,
+        "seed": seed,
+        "length": length,
+        "code": _code_digest(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20], spec
+
+
+def _shard_names(length: int) -> list[tuple[str, str, int]]:
+    n = (length + SHARD - 1) // SHARD
+    return [(f"images_{i:05d}.npy", f"masks_{i:05d}.npy", min(SHARD, length - i * SHARD)) for i in range(n)]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, array)
+
+    write_atomic(path, write)
+
+
+def is_complete(folder: Path, length: int) -> bool:
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        if json.loads(manifest.read_text()).get("length") != length:
+            return False
+        for images, masks, n in _shard_names(length):
+            if np.load(folder / images, mmap_mode="r").shape[0] != n:
+                return False
+            if np.load(folder / masks, mmap_mode="r").shape[0] != n:
+                return False
+    except (OSError, ValueError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def build_disk_cache(synth: WatermarkSynth, seed: int, length: int, cache_dir: str | Path) -> Path:
+    """The cache folder for these samples, rendered now unless a complete one exists."""
+    key, spec = cache_key(synth, seed, length)
+    folder = Path(cache_dir).expanduser() / key
+    if is_complete(folder, length):
+        return folder
+    if folder.exists():
+        log.warning("Rebuilding partial sample cache %s (no manifest or a short shard)", folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    log.info("Rendering %d samples into %s (once; later runs reuse them)", length, folder)
+    size = synth.config.size
+    for s, (images_name, masks_name, n) in enumerate(_shard_names(length)):
+        images = np.empty((n, size, size, 3), np.uint8)
+        masks = np.empty((n, size, size), np.uint8)
+        for j in range(n):
+            sample = synth.render(seed, s * SHARD + j)
+            images[j], masks[j] = sample.image, sample.mask
+        _save_npy(folder / images_name, images)
+        _save_npy(folder / masks_name, masks)
+    manifest = {**spec, "key": key, "shard": SHARD}
+    write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
+    log.info("Cached %d samples in %s", length, folder)
+    return folder
+
+
+class DiskSamples:
+    """Random access into a complete disk cache; shards are memory-mapped on first use,
+    separately in each DataLoader worker."""
+
+    def __init__(self, folder: str | Path, length: int) -> None:
+        self.folder = Path(folder)
+        if not is_complete(self.folder, length):
+            raise FileNotFoundError(f"{self.folder} is not a complete sample cache; delete it to rebuild")
+        self.length = length
+        self._shards: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        s, j = divmod(index, SHARD)
+        if s not in self._shards:
+            images, masks, _ = _shard_names(self.length)[s]
+            self._shards[s] = (
+                np.load(self.folder / images, mmap_mode="r"),
+                np.load(self.folder / masks, mmap_mode="r"),
+            )
+        images, masks = self._shards[s]
+        return np.array(images[j]), np.array(masks[j])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers open their own maps: never pickle open memory maps.
+        return {**self.__dict__, "_shards": {}}
+
+
+class MemorySamples:
+    """All samples rendered once, in the main process; DataLoader workers share the
+    arrays (copy-on-write after fork)."""
+
+    def __init__(self, synth: WatermarkSynth, seed: int, length: int) -> None:
+        size = synth.config.size
+        self.images = np.empty((length, size, size, 3), np.uint8)
+        self.masks = np.empty((length, size, size), np.uint8)
+        for i in range(length):
+            sample = synth.render(seed, i)
+            self.images[i], self.masks[i] = sample.image, sample.mask
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.masks[index]
