@@ -1,9 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
 from wmseg.synth.backgrounds import procedural_background
+from wmseg.synth.render import blend
 
 
 def test_sample_is_pure_function_of_seed_and_index():
@@ -22,10 +25,18 @@ def test_clean_images_have_empty_masks():
         assert synth.render(0, i).mask.sum() == 0
 
 
-def test_mask_is_visible_footprint():
+@pytest.mark.parametrize("blend_probs", [(1.0, 0.0, 0.0, 0.0), (0.25, 0.25, 0.25, 0.25)])
+def test_mask_is_visible_footprint(blend_probs):
     # No degradation: the mask must be exactly where the image differs visibly from its
     # background. Rendering the same rng stream's background alone gives the clean image.
-    cfg = SynthConfig(size=96, clean_fraction=0.0, noise_std=(0, 0), jpeg_prob=0.0, opacity=(1.0, 1.0))
+    cfg = SynthConfig(
+        size=96,
+        clean_fraction=0.0,
+        noise_std=(0, 0),
+        jpeg_prob=0.0,
+        opacity=(1.0, 1.0),
+        blend_probs=blend_probs,
+    )
     bank = BackgroundBank(procedural_fraction=1.0)
     synth = WatermarkSynth(cfg, bank)
     for i in range(4):
@@ -35,6 +46,47 @@ def test_mask_is_visible_footprint():
         # Rounding to uint8 moves values by at most 0.5, so only threshold-edge pixels differ.
         assert (visible != s.mask.astype(bool)).mean() < 0.002
         assert s.mask.sum() > 0
+
+
+def test_blend_modes_on_known_values():
+    base = np.array([[0.0, 64.0, 128.0, 255.0]])[..., None].repeat(3, axis=2)
+    grey = np.full(3, 128.0)
+    assert np.allclose(blend(base, grey, "multiply")[0, :, 0], [0, 64 * 128 / 255, 128 * 128 / 255, 128])
+    assert np.allclose(blend(base, grey, "screen")[0, :, 0], 255 - (255 - base[0, :, 0]) * 127 / 255)
+    overlay = blend(base, grey, "overlay")[0, :, 0]
+    assert np.allclose(overlay[:2], 2 * base[0, :2, 0] * 128 / 255)  # dark half: multiply
+    assert np.allclose(overlay[2:], 255 - 2 * (255 - base[0, 2:, 0]) * 127 / 255)  # light half: screen
+    # Identities: white multiplies and black screens to no change at all.
+    assert np.allclose(blend(base, np.full(3, 255.0), "multiply"), base)
+    assert np.allclose(blend(base, np.zeros(3), "screen"), base)
+    with pytest.raises(ValueError, match="blend mode 'dodge'"):
+        blend(base, grey, "dodge")
+
+
+def test_mark_that_changes_nothing_has_empty_mask(monkeypatch):
+    # White in multiply mode leaves every pixel as it was: nothing visible, nothing labelled.
+    from wmseg.synth import render
+
+    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 255.0, np.float32))
+    cfg = SynthConfig(
+        size=64,
+        clean_fraction=0.0,
+        noise_std=(0, 0),
+        jpeg_prob=0.0,
+        outline_prob=0.0,
+        shadow_prob=0.0,
+        blend_probs=(0, 1, 0, 0),
+    )
+    synth = WatermarkSynth(cfg)
+    assert all(synth.render(0, i).mask.sum() == 0 for i in range(4))
+    # The same marks in normal mode are visible (white over photos) and labelled.
+    normal = WatermarkSynth(dataclasses.replace(cfg, blend_probs=(1, 0, 0, 0)))
+    assert sum(normal.render(0, i).mask.sum() for i in range(4)) > 0
+
+
+def test_bad_blend_probs_name_the_key():
+    with pytest.raises(ValueError, match=r"data\.synth\.blend_probs"):
+        WatermarkSynth(SynthConfig(blend_probs=(1.0, 0.0)))
 
 
 def test_invisible_mark_has_empty_mask():

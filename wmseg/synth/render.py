@@ -35,9 +35,31 @@ class SynthConfig:
     # A pixel is watermark where the composite differs from the clean image by at
     # least this much (0-255, largest channel): the mark's visible footprint.
     visibility_threshold: float = 10.0
+    # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
+    # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
+    blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
     noise_std: tuple[float, float] = (0.0, 3.0)
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (60, 95)
+
+
+BLEND_MODES = ("normal", "multiply", "screen", "overlay")
+
+
+def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
+    """The colour a fully opaque mark of `color` gives over `base` (float 0-255), as image
+    editors define the modes; opacity then mixes it with `base`."""
+    if mode == "normal":
+        return np.broadcast_to(color, base.shape)
+    if mode == "multiply":
+        return base * color / 255.0
+    if mode == "screen":
+        return 255.0 - (255.0 - base) * (255.0 - color) / 255.0
+    if mode == "overlay":
+        return np.where(
+            base < 128, 2 * base * color / 255.0, 255.0 - 2 * (255.0 - base) * (255.0 - color) / 255.0
+        )
+    raise ValueError(f"blend mode {mode!r}: use one of {', '.join(BLEND_MODES)}")
 
 
 class Sample(NamedTuple):
@@ -84,6 +106,12 @@ class WatermarkSynth:
 
     def __init__(self, config: SynthConfig | None = None, backgrounds: BackgroundBank | None = None):
         self.config = config or SynthConfig()
+        probs = self.config.blend_probs
+        if len(probs) != len(BLEND_MODES) or min(probs) < 0 or sum(probs) <= 0:
+            raise ValueError(
+                f"data.synth.blend_probs={list(probs)}: give {len(BLEND_MODES)} probabilities >= 0 "
+                f"(not all 0) for {', '.join(BLEND_MODES)}"
+            )
         self.backgrounds = backgrounds or BackgroundBank()
         self.fonts = latin_fonts()
 
@@ -122,6 +150,10 @@ class WatermarkSynth:
         outer = _text_tile(text, font, stroke, box) if stroke else fill
         color = _rand_color(rng)
         opacity = float(rng.uniform(*cfg.opacity))
+        mode = "normal"
+        if cfg.blend_probs[0] < 1.0:
+            p = np.asarray(cfg.blend_probs, np.float64)
+            mode = BLEND_MODES[int(rng.choice(len(BLEND_MODES), p=p / p.sum()))]
         layers = []
         if shadow:
             layers.append((ImageChops.offset(outer, shadow, shadow), np.zeros(3, np.float32), opacity * 0.6))
@@ -157,8 +189,9 @@ class WatermarkSynth:
                 (x, y), cov = spots[0], Image.new("L", (size, size), 0)
                 cov.paste(tile, (round(x - tile.width / 2), round(y - tile.height / 2)))
             a = np.asarray(cov, np.float32)[..., None] * (op / 255.0)  # (H, W, 1)
+            target = blend(image, col, mode) if mode != "normal" else col
             image *= 1.0 - a
-            image += a * col
+            image += a * target
 
     def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         cfg = self.config
