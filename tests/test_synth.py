@@ -25,8 +25,16 @@ def test_clean_images_have_empty_masks():
         assert synth.render(0, i).mask.sum() == 0
 
 
-@pytest.mark.parametrize("blend_probs", [(1.0, 0.0, 0.0, 0.0), (0.25, 0.25, 0.25, 0.25)])
-def test_mask_is_visible_footprint(blend_probs):
+@pytest.mark.parametrize(
+    "style",
+    [
+        {},
+        {"blend_probs": (0.25, 0.25, 0.25, 0.25)},
+        {"logo_prob": 1.0, "logo_text_prob": 0.5, "outline_prob": 0.5, "shadow_prob": 0.5},
+        {"corner_prob": 1.0, "logo_prob": 0.5},
+    ],
+)
+def test_mask_is_visible_footprint(style):
     # No degradation: the mask must be exactly where the image differs visibly from its
     # background. Rendering the same rng stream's background alone gives the clean image.
     cfg = SynthConfig(
@@ -35,7 +43,7 @@ def test_mask_is_visible_footprint(blend_probs):
         noise_std=(0, 0),
         jpeg_prob=0.0,
         opacity=(1.0, 1.0),
-        blend_probs=blend_probs,
+        **style,
     )
     bank = BackgroundBank(procedural_fraction=1.0)
     synth = WatermarkSynth(cfg, bank)
@@ -82,6 +90,36 @@ def test_mark_that_changes_nothing_has_empty_mask(monkeypatch):
     # The same marks in normal mode are visible (white over photos) and labelled.
     normal = WatermarkSynth(dataclasses.replace(cfg, blend_probs=(1, 0, 0, 0)))
     assert sum(normal.render(0, i).mask.sum() for i in range(4)) > 0
+
+
+def test_logos_and_corner_signatures():
+    from wmseg.synth.logos import emblem, icon_glyph
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        e = emblem(rng, 40, letter="W")
+        assert e.size == (40, 40) and 0 < np.asarray(e).mean() < 255
+        g = icon_glyph(rng, 30)
+        assert g.mode == "L" and np.asarray(g).max() == 255
+    # Corner signatures: the marked pixels of a one-mark image sit in one corner quadrant.
+    cfg = SynthConfig(
+        size=128,
+        clean_fraction=0.0,
+        tiled_fraction=0.0,
+        max_marks=1,
+        corner_prob=1.0,
+        font_size=(0.08, 0.12),
+        noise_std=(0, 0),
+        jpeg_prob=0.0,
+        opacity=(1.0, 1.0),
+    )
+    synth = WatermarkSynth(cfg)
+    for i in range(6):
+        ys, xs = np.nonzero(synth.render(4, i).mask)
+        assert len(ys) > 0
+        # Its bounding box ends within ~10 % of the image side from a corner, both ways.
+        assert ys.min() < 14 or ys.max() > 113, (i, ys.min(), ys.max())
+        assert xs.min() < 14 or xs.max() > 113, (i, xs.min(), xs.max())
 
 
 def test_bad_blend_probs_name_the_key():

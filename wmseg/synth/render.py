@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import latin_fonts
+from wmseg.synth.logos import logo_tile
 from wmseg.synth.text import random_phrase
 
 
@@ -32,6 +33,12 @@ class SynthConfig:
     max_rotation: float = 45.0  # degrees, either way
     outline_prob: float = 0.3
     shadow_prob: float = 0.15
+    # Logos: a mark is an icon or emblem with this probability, and then has a site name
+    # beside it with `logo_text_prob`. Corner signatures: a single mark sits small and
+    # level near a corner with `corner_prob`. 0 draws nothing: older samples stay the same.
+    logo_prob: float = 0.0
+    logo_text_prob: float = 0.5
+    corner_prob: float = 0.0
     # A pixel is watermark where the composite differs from the clean image by at
     # least this much (0-255, largest channel): the mark's visible footprint.
     visibility_threshold: float = 10.0
@@ -148,6 +155,10 @@ class WatermarkSynth:
         box = (left - 1, top - 1, right + 1 + shadow, bottom + 1 + shadow)
         fill = _text_tile(text, font, 0, box)
         outer = _text_tile(text, font, stroke, box) if stroke else fill
+        if cfg.logo_prob > 0 and rng.random() < cfg.logo_prob:
+            fill, outer, box = self._logo_layers(rng, px, stroke, shadow, fill, outer, box)
+            left, top, right, bottom = box
+        corner = not tiled and cfg.corner_prob > 0 and rng.random() < cfg.corner_prob
         color = _rand_color(rng)
         opacity = float(rng.uniform(*cfg.opacity))
         mode = "normal"
@@ -177,6 +188,18 @@ class WatermarkSynth:
             side = size
             spots = [(size / 2 + rng.uniform(-0.45, 0.45) * size, size / 2 + rng.uniform(-0.45, 0.45) * size)]
             o = 0
+            if corner:
+                # A signature: level, pulled in so that it ends near a corner.
+                angle = float(rng.uniform(-4, 4))
+                w, h = right - left, bottom - top
+                cx = (w / 2 + size * rng.uniform(0.02, 0.06)) if rng.random() < 0.5 else None
+                cy = (h / 2 + size * rng.uniform(0.02, 0.06)) if rng.random() < 0.5 else None
+                spots = [
+                    (
+                        cx if cx is not None else size - w / 2 - size * rng.uniform(0.02, 0.06),
+                        cy if cy is not None else size - h / 2 - size * rng.uniform(0.02, 0.06),
+                    )
+                ]
         for tile, col, op in layers:
             if tiled:
                 cov = Image.new("L", (side, side), 0)
@@ -192,6 +215,38 @@ class WatermarkSynth:
             target = blend(image, col, mode) if mode != "normal" else col
             image *= 1.0 - a
             image += a * target
+
+    def _logo_layers(
+        self,
+        rng: np.random.Generator,
+        px: int,
+        stroke: int,
+        shadow: int,
+        text_fill: Image.Image,
+        text_outer: Image.Image,
+        text_box: tuple[int, ...],
+    ) -> tuple[Image.Image, Image.Image, tuple[int, ...]]:
+        """Fill and outer (outline) coverage of a logo, alone or with the text beside it,
+        and their box centred on the origin, padded for the shadow like the text's."""
+        logo = logo_tile(rng, max(8, int(px * rng.uniform(1.2, 2.5))))
+        logo_outer = logo.filter(ImageFilter.MaxFilter(2 * stroke + 1)) if stroke else logo
+        parts = [(logo, logo_outer)]
+        if rng.random() < self.config.logo_text_prob:
+            # The text tiles carry the shadow padding already; crop it back off.
+            w, h = text_fill.width - shadow, text_fill.height - shadow
+            parts.append((text_fill.crop((0, 0, w, h)), text_outer.crop((0, 0, w, h))))
+        gap = max(2, px // 4)
+        width = sum(f.width for f, _ in parts) + gap * (len(parts) - 1) + 2 + shadow
+        height = max(f.height for f, _ in parts) + 2 + shadow
+        fill, outer = Image.new("L", (width, height), 0), Image.new("L", (width, height), 0)
+        x = 1
+        for f, o in parts:
+            y = 1 + (height - 2 - shadow - f.height) // 2
+            fill.paste(f, (x, y))
+            outer.paste(o, (x, y))
+            x += f.width + gap
+        box = (-(width // 2), -(height // 2), width - width // 2, height - height // 2)
+        return fill, outer, box
 
     def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         cfg = self.config

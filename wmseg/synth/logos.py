@@ -1,0 +1,91 @@
+"""Logo and emblem artwork as coverage tiles (mode "L", 0-255): icon glyphs from a bundled
+font, and procedural emblems. No torch, no Lightning.
+
+Icon artwork: the Miscellaneous Symbols and Dingbats glyphs of DejaVu Sans, which ships
+with matplotlib (Bitstream Vera licence: free to use and redistribute).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from fontTools.ttLib import TTFont
+from PIL import Image, ImageDraw, ImageFont
+
+_SYMBOL_RANGES = ((0x2600, 0x26FF), (0x2700, 0x27BF))
+
+
+@lru_cache(maxsize=1)
+def _symbol_font() -> tuple[Path, tuple[str, ...]]:
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    cmap = TTFont(path, lazy=True).getBestCmap()
+    glyphs = tuple(chr(c) for lo, hi in _SYMBOL_RANGES for c in range(lo, hi + 1) if c in cmap)
+    return path, glyphs
+
+
+@lru_cache(maxsize=256)
+def _font(px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(_symbol_font()[0]), px)
+
+
+def icon_glyph(rng: np.random.Generator, px: int) -> Image.Image:
+    """One symbol glyph (a star, a camera, a sun...) about `px` pixels tall."""
+    _, glyphs = _symbol_font()
+    glyph = glyphs[int(rng.integers(len(glyphs)))]
+    font = _font(px)
+    left, top, right, bottom = font.getbbox(glyph)
+    tile = Image.new("L", (max(1, right - left) + 2, max(1, bottom - top) + 2), 0)
+    ImageDraw.Draw(tile).text((1 - left, 1 - top), glyph, fill=255, font=font)
+    return tile
+
+
+def emblem(rng: np.random.Generator, px: int, letter: str | None = None) -> Image.Image:
+    """A procedural emblem `px` pixels wide: ring, disc, rounded square, star or shield,
+    filled or outlined, with an optional letter cut out of or drawn inside it."""
+    # Drawn at 4x and downsampled: anti-aliased edges like real artwork.
+    s = 4 * px
+    big = Image.new("L", (s, s), 0)
+    draw = ImageDraw.Draw(big)
+    width = max(4, int(s * rng.uniform(0.06, 0.14)))
+    filled = rng.random() < 0.5
+    kind = int(rng.integers(5))
+    m = width
+    inside = 255 if filled else None
+    if kind == 0:  # ring or disc
+        draw.ellipse((m, m, s - m, s - m), fill=inside, outline=255, width=width)
+    elif kind == 1:  # rounded square
+        draw.rounded_rectangle((m, m, s - m, s - m), radius=s // 5, fill=inside, outline=255, width=width)
+    elif kind == 2:  # star
+        points = int(rng.integers(5, 9))
+        inner = rng.uniform(0.35, 0.6)
+        pts = [
+            (
+                s / 2 + (s / 2 - m) * (1 if k % 2 == 0 else inner) * math.sin(math.pi * k / points),
+                s / 2 - (s / 2 - m) * (1 if k % 2 == 0 else inner) * math.cos(math.pi * k / points),
+            )
+            for k in range(2 * points)
+        ]
+        draw.polygon(pts, fill=inside, outline=255, width=width)
+    elif kind == 3:  # shield
+        pts = [(m, m), (s - m, m), (s - m, s * 0.55), (s / 2, s - m), (m, s * 0.55)]
+        draw.polygon(pts, fill=inside, outline=255, width=width)
+    else:  # double ring
+        draw.ellipse((m, m, s - m, s - m), outline=255, width=width)
+        inset = m + 2 * width
+        draw.ellipse((inset, inset, s - inset, s - inset), outline=255, width=max(2, width // 2))
+    if letter:
+        font = ImageFont.truetype(str(_symbol_font()[0]), int(s * 0.45))
+        draw.text((s / 2, s / 2), letter, fill=0 if filled else 255, font=font, anchor="mm")
+    return big.resize((px, px), Image.Resampling.LANCZOS)
+
+
+def logo_tile(rng: np.random.Generator, px: int) -> Image.Image:
+    """Icon glyph or procedural emblem, chosen at random."""
+    if rng.random() < 0.5:
+        return icon_glyph(rng, px)
+    letter = chr(int(rng.integers(ord("A"), ord("Z") + 1))) if rng.random() < 0.5 else None
+    return emblem(rng, px, letter)
