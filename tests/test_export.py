@@ -106,6 +106,24 @@ def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_p
     assert report["val_samples"] == 4 and (tmp_path / "model.int8.onnx").is_file()
 
 
+@pytest.mark.slow
+def test_fp16_without_int8(trained_ckpt, tmp_path):
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt={trained_ckpt}", "sample_size=64", "fp16=true", "int8.enabled=false", "parity.val_samples=4"],
+        config_name="export",
+    )
+    report = export(cfg)
+    assert (tmp_path / "model.fp16.onnx").is_file() and not (tmp_path / "model.int8.onnx").exists()
+    model = onnx.load(str(tmp_path / "model.fp16.onnx"))
+    # fp16 inside, the contract's float32 at the edges.
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert report["parity_max_abs_logit_diff"]["model.fp16.onnx"] < 0.1
+    assert report["int8_val_iou_drop"] is None
+
+
 def test_export_missing_checkpoint(tmp_path):
     from wmseg.inference import CheckpointError
 

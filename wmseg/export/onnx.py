@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+import onnx_ir as ir
 import torch
 import yaml
 from torch import nn
@@ -74,6 +75,10 @@ def export_onnx(
 
         # fp16 inside, float32 at the edges: the contract's dtypes hold.
         model = convert_float_to_float16(model, keep_io_types=True)
+        # The converter adds its input Casts after the nodes that read them: re-sort.
+        graph = ir.from_proto(model)
+        graph.graph.sort()
+        model = ir.to_proto(graph)
     set_metadata(model, metadata)
     onnx.checker.check_model(model)
     return write_atomic(path, lambda tmp: onnx.save(model, tmp))
