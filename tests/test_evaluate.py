@@ -31,6 +31,9 @@ def test_meter_values_on_hand_made_masks():
     assert out["global_iou"] == pytest.approx(4 / 14)
     assert out["precision"] == pytest.approx(4 / 10) and out["recall"] == pytest.approx(0.5)
     assert out["images"] == 2 and out["images_with_watermark"] == 1
+    # Best F1 over thresholds: above 0.7 the two false positives drop out (F1 0.5 vs 0.44).
+    assert out["best_f1"] == pytest.approx(0.5, abs=1e-6)
+    assert 0.7 < out["best_f1_threshold"] <= 0.9
 
 
 def _eval_cfg(tmp_path, *overrides):

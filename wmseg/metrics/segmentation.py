@@ -65,6 +65,9 @@ class SegmentationMeter:
         tp, fp, _tn, fn, _ = (int(x) for x in self.stats.compute())
         precision, recall, thresholds = self.pr.compute()
         f1_curve = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+        # Thresholds above every probability have no predicted pixels: precision is NaN
+        # there, and argmax would pick NaN. They score F1 0.
+        f1_curve = torch.nan_to_num(f1_curve, nan=0.0)
         best = int(f1_curve[:-1].argmax())  # the last PR point has no threshold
         marked = [s for s in self.images if s.iou is not None]
         empty = [s for s in self.images if s.iou is None]
