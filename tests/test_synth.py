@@ -155,3 +155,65 @@ def test_backgrounds_folder_errors_and_skips(tmp_path, caplog):
     assert all(c.shape == (32, 32, 3) and (c == 200).all() for c in crops)
     assert bank.skipped == {photos / "broken.jpg"}
     assert "broken.jpg" in caplog.text
+
+
+def test_cjk_text_uses_only_characters_its_font_draws():
+    from wmseg.synth.fonts import cjk_fonts, covered
+    from wmseg.synth.text import CJK_WORDS, cjk_phrase
+
+    fonts = cjk_fonts()
+    assert {p.name for p in fonts} >= {"ipaexg.ttf", "NanumGothic.ttf"}
+    scripts = set()
+    for path in fonts:
+        cmap = covered(path)
+        assert sum(all(ord(ch) in cmap for ch in w) for w in CJK_WORDS) >= 5, path.name
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            phrase = cjk_phrase(rng, cmap)
+            assert all(ord(ch) in cmap for ch in phrase if not ch.isspace()), (path.name, phrase)
+            for ch in phrase:
+                if 0xAC00 <= ord(ch) <= 0xD7A3:
+                    scripts.add("hangul")
+                elif 0x30A0 <= ord(ch) <= 0x30FF:
+                    scripts.add("katakana")
+                elif 0x4E00 <= ord(ch) <= 0x9FFF:
+                    scripts.add("han")
+    assert scripts == {"hangul", "katakana", "han"}
+    cfg = SynthConfig(size=96, clean_fraction=0.0, cjk_prob=1.0, opacity=(1.0, 1.0))
+    latin = WatermarkSynth(dataclasses.replace(cfg, cjk_prob=0.0))
+    cjk = WatermarkSynth(cfg)
+    assert all(cjk.render(0, i).mask.sum() > 0 for i in range(4))
+    assert not np.array_equal(cjk.render(0, 0).image, latin.render(0, 0).image)
+
+
+def test_qr_code_marks():
+    from wmseg.synth.logos import qr_code
+
+    for seed in range(6):
+        tile = np.asarray(qr_code(np.random.default_rng(seed), 84)) > 0
+        assert tile.shape == (84, 84)
+        # Finder squares in three corners, for any module count (21, 25 or 29): pixel 1 is
+        # in the outer ring, pixel 5 in the clear ring, pixel 10 in the centre square.
+        for flip_y, flip_x in ((False, False), (False, True), (True, False)):
+            t = tile[::-1] if flip_y else tile
+            t = t[:, ::-1] if flip_x else t
+            assert t[1, 1] and not t[5, 5] and t[10, 10], (seed, flip_y, flip_x)
+    cfg = SynthConfig(
+        size=96, clean_fraction=0.0, tiled_fraction=0.0, logo_prob=1.0, qr_prob=1.0, opacity=(1, 1)
+    )
+    assert all(WatermarkSynth(cfg).render(2, i).mask.sum() > 0 for i in range(4))
+
+
+def test_footprint_blur_widens_the_mask_only():
+    # The same image; the mask grows into a band around the strokes, and a clean image
+    # stays unlabelled.
+    cfg = SynthConfig(size=96, clean_fraction=0.0, noise_std=(0, 0), jpeg_prob=0.0, opacity=(1.0, 1.0))
+    sharp, soft = WatermarkSynth(cfg), WatermarkSynth(dataclasses.replace(cfg, footprint_blur=1.5))
+    for i in range(4):
+        a, b = sharp.render(5, i), soft.render(5, i)
+        assert np.array_equal(a.image, b.image)
+        assert b.mask.sum() > a.mask.sum()
+        # Sharp-mask pixels stay marked, except thin tips the blur averages away.
+        assert (b.mask[a.mask == 1] == 1).mean() > 0.95
+    clean = WatermarkSynth(dataclasses.replace(cfg, clean_fraction=1.0, footprint_blur=2.0))
+    assert all(clean.render(0, i).mask.sum() == 0 for i in range(3))

@@ -89,3 +89,17 @@ def logo_tile(rng: np.random.Generator, px: int) -> Image.Image:
         return icon_glyph(rng, px)
     letter = chr(int(rng.integers(ord("A"), ord("Z") + 1))) if rng.random() < 0.5 else None
     return emblem(rng, px, letter)
+
+
+def qr_code(rng: np.random.Generator, px: int) -> Image.Image:
+    """A QR-code-like square `px` pixels wide: random modules with the three finder
+    squares, as printed beside an ID on stock previews (not a decodable code)."""
+    n = int(rng.choice((21, 25, 29)))
+    grid = rng.random((n, n)) < 0.5
+    for r, c in ((0, 0), (0, n - 7), (n - 7, 0)):
+        grid[max(r - 1, 0) : r + 8, max(c - 1, 0) : c + 8] = False  # quiet zone around it
+        grid[r : r + 7, c : c + 7] = True
+        grid[r + 1 : r + 6, c + 1 : c + 6] = False
+        grid[r + 2 : r + 5, c + 2 : c + 5] = True
+    tile = Image.fromarray(grid.astype(np.uint8) * 255, "L")
+    return tile.resize((max(px, n), max(px, n)), Image.Resampling.NEAREST)

@@ -11,11 +11,12 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
+from scipy.ndimage import gaussian_filter
 
 from wmseg.synth.backgrounds import BackgroundBank
-from wmseg.synth.fonts import latin_fonts
-from wmseg.synth.logos import logo_tile
-from wmseg.synth.text import random_phrase
+from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
+from wmseg.synth.logos import logo_tile, qr_code
+from wmseg.synth.text import cjk_phrase, random_phrase
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,16 @@ class SynthConfig:
     logo_prob: float = 0.0
     logo_text_prob: float = 0.5
     corner_prob: float = 0.0
+    # A text mark is Chinese, Japanese or Korean with `cjk_prob`; a logo is a QR-code-like
+    # square with `qr_prob`. 0 draws nothing, so older samples stay the same.
+    cjk_prob: float = 0.0
+    qr_prob: float = 0.0
     # A pixel is watermark where the composite differs from the clean image by at
     # least this much (0-255, largest channel): the mark's visible footprint.
     visibility_threshold: float = 10.0
+    # Gaussian sigma (px) applied to that difference before the threshold: a tolerance
+    # band around strokes, as hand-made and difference-derived real masks have. 0 = none.
+    footprint_blur: float = 0.0
     # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
     # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
     blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
@@ -134,17 +142,26 @@ class WatermarkSynth:
                 for _ in range(int(rng.integers(1, cfg.max_marks + 1))):
                     self._composite(rng, image, tiled=False)
         # Ground truth before degradation: where the mark is visible at all.
-        mask = (np.abs(image - clean).max(axis=2) >= cfg.visibility_threshold).astype(np.uint8)
+        diff = np.abs(image - clean).max(axis=2)
+        if cfg.footprint_blur > 0:
+            diff = gaussian_filter(diff, cfg.footprint_blur, mode="nearest")
+        mask = (diff >= cfg.visibility_threshold).astype(np.uint8)
         return Sample(self._degrade(rng, image), mask)
 
     def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
         """Draw one mark (or one tiled grid of it) into `image` in place."""
         cfg = self.config
         size = cfg.size
-        text = random_phrase(rng)
+        cjk_path = None
+        if cfg.cjk_prob > 0 and rng.random() < cfg.cjk_prob:
+            fonts = cjk_fonts()
+            cjk_path = fonts[int(rng.integers(len(fonts)))]
+            text = cjk_phrase(rng, covered(cjk_path))
+        else:
+            text = random_phrase(rng)
         lo, hi = cfg.font_size
         px = max(6, int(size * rng.uniform(lo, hi * (0.7 if tiled else 1.0))))
-        font = _font(self.fonts[int(rng.integers(len(self.fonts)))], px)
+        font = _font(cjk_path or self.fonts[int(rng.integers(len(self.fonts)))], px)
         angle = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
         if tiled:
             angle = math.copysign(max(abs(angle), 15.0), angle)
@@ -228,7 +245,11 @@ class WatermarkSynth:
     ) -> tuple[Image.Image, Image.Image, tuple[int, ...]]:
         """Fill and outer (outline) coverage of a logo, alone or with the text beside it,
         and their box centred on the origin, padded for the shadow like the text's."""
-        logo = logo_tile(rng, max(8, int(px * rng.uniform(1.2, 2.5))))
+        side = max(8, int(px * rng.uniform(1.2, 2.5)))
+        if self.config.qr_prob > 0 and rng.random() < self.config.qr_prob:
+            logo = qr_code(rng, side)
+        else:
+            logo = logo_tile(rng, side)
         logo_outer = logo.filter(ImageFilter.MaxFilter(2 * stroke + 1)) if stroke else logo
         parts = [(logo, logo_outer)]
         if rng.random() < self.config.logo_text_prob:

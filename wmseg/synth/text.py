@@ -38,3 +38,56 @@ def random_phrase(rng: np.random.Generator) -> str:
     if kind == 4:  # brand word
         return _case(rng, _word(rng, 2, 4))
     return _case(rng, _STOCK[rng.integers(len(_STOCK))])  # the classic "SAMPLE" / "PREVIEW"
+
+
+# Common watermark words in Chinese (simplified and traditional), Japanese and Korean:
+# "sample", "preview", "copyright", "all rights reserved", "no reposting", "photo",
+# "original", "watermark", "image source", "for reference only".
+CJK_WORDS = (
+    "样图",
+    "预览",
+    "版权所有",
+    "禁止转载",
+    "摄影",
+    "原创",
+    "水印",
+    "图片来源",
+    "仅供参考",
+    "网",
+    "版權所有",
+    "禁止轉載",
+    "攝影",
+    "原創",
+    "圖片",
+    "サンプル",
+    "見本",
+    "著作権",
+    "無断転載禁止",
+    "写真",
+    "撮影",
+    "プレビュー",
+    "素材",
+    "샘플",
+    "미리보기",
+    "저작권",
+    "무단전재 금지",
+    "사진",
+    "촬영",
+    "원본",
+    "워터마크",
+)
+
+
+def cjk_phrase(rng: np.random.Generator, covers: frozenset[int]) -> str:
+    """A CJK watermark phrase whose characters the font (code points `covers`) can draw:
+    a word, alone or with a site name, a handle or an ID beside it."""
+    words = [w for w in CJK_WORDS if all(ord(ch) in covers for ch in w)]
+    word = words[int(rng.integers(len(words)))] if words else "SAMPLE"
+    kind = int(rng.integers(4))
+    if kind == 0:
+        return word
+    if kind == 1:
+        return f"{word} {_word(rng)}{_TLDS[rng.integers(len(_TLDS))]}"
+    if kind == 2:
+        return f"{word} @{_word(rng)}"
+    return f"{word} {int(rng.integers(10**4, 10**8))}"
