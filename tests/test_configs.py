@@ -23,7 +23,9 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", _options("data"))
 def test_data_configs_instantiate(make_cfg, name, pairs_folder):
-    extra = [f"data.root={pairs_folder}"] if name == "folder" else []
+    extra = {"folder": [f"data.root={pairs_folder}"], "mix": [f"data.real_roots=[{pairs_folder}]"]}.get(
+        name, []
+    )
     dm = hydra.utils.instantiate(make_cfg(f"data={name}", *extra, tiny=False).data)
     assert isinstance(dm, L.LightningDataModule)
     sets = dm.eval_sets()

@@ -1,4 +1,4 @@
-"""The LightningDataModule: synthetic train/val/test splits and their DataLoaders."""
+"""The LightningDataModules: synthetic, real-folder and mixed train/val/test splits."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
 
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
-from wmseg.data.dataset import SyntheticWatermarks
+from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, SyntheticWatermarks, scan_pairs
 from wmseg.data.folder import FolderPairs, Item
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
 
@@ -18,7 +19,51 @@ _SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 CACHE_MODES = ("none", "memory", "disk")
 
 
-class WatermarkDataModule(L.LightningDataModule):
+class _Loaders(L.LightningDataModule):
+    """DataLoader settings shared by the data modules; `datasets` maps split -> Dataset."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        prefetch_factor: int | None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be > 0, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.loader_kwargs = {
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "persistent_workers": persistent_workers and num_workers > 0,
+            "prefetch_factor": prefetch_factor if num_workers > 0 else None,
+        }
+        self.datasets: dict[str, Dataset] = {}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            **self.loader_kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class WatermarkDataModule(_Loaders):
     """Synthetic watermarks on bundled photos (or `backgrounds`, a folder of clean photos).
 
     All splits come from one generator with the same settings; only the seed differs.
@@ -26,6 +71,10 @@ class WatermarkDataModule(L.LightningDataModule):
     renders each split once at setup, `disk` renders once into `cache_dir` (in
     `prepare_data`, on one process per node) and every later run and DDP rank reuses it.
     All three give the same bytes for the same index.
+
+    `augment` (an albumentations transform, see conf/data/augment/) applies to the train
+    split, seeded per sample. `real_roots` + `real_ratio` mix real pairs (crops of the
+    synthetic size) into the train split: each sample is real with that probability.
     """
 
     def __init__(
@@ -44,31 +93,31 @@ class WatermarkDataModule(L.LightningDataModule):
         prefetch_factor: int | None = 4,
         cache: str = "none",
         cache_dir: str | Path | None = None,
+        augment: Augment | None = None,
+        real_roots: Sequence[str] | None = None,
+        real_ratio: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
         if cache not in CACHE_MODES:
             raise ValueError(f"data.cache={cache!r}: use one of {', '.join(CACHE_MODES)}")
         if cache == "disk" and not cache_dir:
             raise ValueError("data.cache=disk needs data.cache_dir (a folder for the rendered shards)")
         self.cache, self.cache_dir = cache, cache_dir
-        for key in ("batch_size", "train_size", "val_size", "test_size"):
+        for key in ("train_size", "val_size", "test_size"):
             if locals()[key] <= 0:
                 raise ValueError(f"data.{key} must be > 0, got {locals()[key]}")
-        if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"data.real_ratio must be within [0, 1], got {real_ratio}")
+        if real_ratio > 0 and not real_roots:
+            raise ValueError("data.real_ratio > 0 needs data.real_roots: folders with images/ and masks/")
+        self.augment = augment
+        self.real_roots = [real_roots] if isinstance(real_roots, str | Path) else list(real_roots or [])
+        self.real_ratio = real_ratio
         self.synth_config = synth or SynthConfig()
         self.backgrounds = backgrounds
         self.procedural_fraction = procedural_fraction
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed
-        self.batch_size = batch_size
-        self.loader_kwargs = {
-            "num_workers": num_workers,
-            "pin_memory": pin_memory,
-            "persistent_workers": persistent_workers and num_workers > 0,
-            "prefetch_factor": prefetch_factor if num_workers > 0 else None,
-        }
-        self.datasets: dict[str, SyntheticWatermarks] = {}
 
     def _synth(self) -> WatermarkSynth:
         bank = BackgroundBank(self.backgrounds, procedural_fraction=self.procedural_fraction)
@@ -97,30 +146,17 @@ class WatermarkDataModule(L.LightningDataModule):
                 store = DiskSamples(build_disk_cache(synth, seed, n, self.cache_dir), n)
             elif self.cache == "memory":
                 store = MemorySamples(synth, seed, n)
-            self.datasets[split] = SyntheticWatermarks(synth, n, seed=seed, store=store)
+            augment = self.augment if split == "train" else None
+            self.datasets[split] = SyntheticWatermarks(synth, n, seed=seed, store=store, augment=augment)
+        if self.real_ratio > 0:
+            n, seed = self.sizes["train"], self._split_seed("train")
+            real = FolderCrops(scan_pairs(self.real_roots), self.synth_config.size, n, seed, self.augment)
+            self.datasets["train"] = MixedPairs(self.datasets["train"], real, self.real_ratio, seed)
 
     def eval_sets(self) -> list[Sequence[Item]]:
         """The test split as native-size uint8 items, for evaluate.py."""
         self.setup("test")
         return [SyntheticItems(self.datasets["test"], "synthetic_test")]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            **self.loader_kwargs,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 class SyntheticItems(Sequence[Item]):
@@ -139,21 +175,67 @@ class SyntheticItems(Sequence[Item]):
         return Item(self.group, f"{index:05d}", sample.image, sample.mask)
 
 
-class FolderDataModule(L.LightningDataModule):
+class FolderDataModule(_Loaders):
     """Real image/mask pairs from one folder or several (`root: [a, b]`).
 
-    Evaluation reads them at native size (`eval_sets`); training on folders comes
-    with the data engine, which crops them to batches.
+    Evaluation reads them at native size (`eval_sets`). Training takes `size` px crops:
+    the pairs are split by a seeded shuffle into train / val / test (`val_fraction`,
+    `test_fraction`, at least one pair each); `train_size` crops make an epoch and the
+    val/test crops are fixed by the seed. Unusable pairs are named in the log and left out.
     """
 
-    def __init__(self, root: str | Sequence[str]) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        root: str | Sequence[str],
+        size: int = 256,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        train_size: int = 4000,
+        val_size: int = 256,
+        test_size: int = 256,
+        seed: int = 0,
+        batch_size: int = 16,
+        num_workers: int = 1,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = 4,
+        augment: Augment | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
         self.roots = [root] if isinstance(root, str | Path) else list(root)
         if not self.roots:
             raise ValueError("data.root is empty: give a folder with images/ and masks/, or a list of them")
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"data.{key} must be within (0, 1), got {value}")
+        self.size, self.fractions = size, (val_fraction, test_fraction)
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.seed, self.augment = seed, augment
 
     def eval_sets(self) -> list[Sequence[Item]]:
         return [FolderPairs(r) for r in self.roots]
 
-    def train_dataloader(self) -> DataLoader:
-        raise NotImplementedError("data=folder is for evaluate.py for now; train on data=watermark")
+    def split_pairs(self) -> dict[str, list]:
+        """The usable pairs, split by a seeded shuffle; the same on every rank and run."""
+        pairs = scan_pairs(self.roots)
+        if len(pairs) < 3:
+            raise ValueError(
+                f"data.root={self.roots}: training needs at least 3 usable pairs, found {len(pairs)}"
+            )
+        order = np.random.default_rng(self.seed).permutation(len(pairs))
+        n_val = max(1, round(len(pairs) * self.fractions[0]))
+        n_test = max(1, round(len(pairs) * self.fractions[1]))
+        picked = [pairs[i] for i in order]
+        return {
+            "val": picked[:n_val],
+            "test": picked[n_val : n_val + n_test],
+            "train": picked[n_val + n_test :],
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        for split, pairs in self.split_pairs().items():
+            augment = self.augment if split == "train" else None
+            seed = self.seed * 1000 + _SPLIT_SEEDS[split]
+            self.datasets[split] = FolderCrops(pairs, self.size, self.sizes[split], seed, augment)

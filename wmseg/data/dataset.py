@@ -1,13 +1,26 @@
-"""Torch datasets over the synthesis engine. No Lightning."""
+"""Torch datasets over the synthesis engine and real image/mask folders. No Lightning."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from wmseg.data.cache import DiskSamples, MemorySamples
+from wmseg.data.folder import DataError, FolderPairs, read_image, read_mask
 from wmseg.synth import WatermarkSynth
+
+log = logging.getLogger(__name__)
+
+# An albumentations transform (e.g. A.Compose) called as augment(image=..., mask=...).
+Augment = Callable[..., dict]
+# Separate random streams per use, so that adding one never shifts another.
+_AUGMENT_STREAM, _CROP_STREAM, _MIX_STREAM = 0xA6, 0xC7, 0x31
 
 
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
@@ -16,6 +29,17 @@ def to_tensors(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
         "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255),
         "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
     }
+
+
+def augment_pair(
+    augment: Augment, image: np.ndarray, mask: np.ndarray, seed: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply an albumentations transform to image and mask alike, seeded by (seed, index):
+    a sample is augmented the same way in any worker, whatever the worker count."""
+    state = int(np.random.SeedSequence([seed, index, _AUGMENT_STREAM]).generate_state(1)[0])
+    augment.set_random_seed(state)
+    out = augment(image=image, mask=mask)
+    return out["image"], out["mask"]
 
 
 class SyntheticWatermarks(Dataset):
@@ -33,20 +57,144 @@ class SyntheticWatermarks(Dataset):
         length: int,
         seed: int,
         store: DiskSamples | MemorySamples | None = None,
+        augment: Augment | None = None,
     ) -> None:
         if length <= 0:
             raise ValueError(f"dataset length must be > 0, got {length}")
         if store is not None and len(store) != length:
             raise ValueError(f"sample cache holds {len(store)} samples, the split needs {length}")
         self.synth, self.length, self.seed, self.store = synth, length, seed, store
+        self.augment = augment
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample `index` as uint8 arrays, augmented when the dataset has an augment."""
         if not 0 <= index < self.length:
             raise IndexError(index)
         if self.store is not None:  # the same bytes render() gives, rendered earlier
-            return to_tensors(*self.store[index])
-        sample = self.synth.render(self.seed, index)
-        return to_tensors(sample.image, sample.mask)
+            image, mask = self.store[index]
+        else:
+            image, mask = self.synth.render(self.seed, index)
+        if self.augment is not None:
+            image, mask = augment_pair(self.augment, image, mask, self.seed, index)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return to_tensors(*self.pair(index))
+
+
+def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of every usable pair under `roots`. A pair whose image header is
+    unreadable, whose mask is missing or unreadable, or whose mask size differs from the
+    image is left out and named in the log; no usable pair at all is an error."""
+    pairs, bad = [], []
+    for root in roots:
+        folder = FolderPairs(root)
+        for i, path in enumerate(folder.images):
+            mask_path = folder.masks_dir / f"{path.stem}.png"
+            try:
+                if not mask_path.is_file():
+                    raise DataError(path, f"no mask {mask_path.name} in {folder.masks_dir}")
+                size = folder.image_size(i)
+                with Image.open(mask_path) as m:
+                    if (m.height, m.width) != size:
+                        raise DataError(
+                            mask_path,
+                            f"mask is {m.width}x{m.height} but its image is {size[1]}x{size[0]}; "
+                            "masks must match",
+                        )
+            except (DataError, OSError) as err:
+                bad.append(str(err))
+                continue
+            pairs.append((path, mask_path))
+    for message in bad:
+        log.warning("skipped %s", message)
+    if bad:
+        total = len(bad) + len(pairs)
+        log.warning("skipped %d of %d pairs under %s (named above)", len(bad), total, list(roots))
+    if not pairs:
+        raise FileNotFoundError(f"no usable image/mask pairs under {list(roots)}: {'; '.join(bad[:3])}")
+    return pairs
+
+
+class FolderCrops(Dataset):
+    """`length` square crops of `size` px from real (image, mask) pairs; crop i is a pure
+    function of (seed, i). Images smaller than `size` are scaled up first. A file that
+    turns out unreadable when decoded is named in the log and the next pair is used."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        size: int,
+        length: int,
+        seed: int,
+        augment: Augment | None = None,
+    ) -> None:
+        if not pairs:
+            raise ValueError("FolderCrops needs at least one (image, mask) pair")
+        if size <= 0 or length <= 0:
+            raise ValueError(f"crop size and length must be > 0, got {size} and {length}")
+        self.pairs, self.size, self.length, self.seed, self.augment = list(pairs), size, length, seed, augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _read(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        image_path, mask_path = self.pairs[k]
+        image = read_image(image_path)
+        return image, read_mask(mask_path, image.shape[:2])
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index, _CROP_STREAM])
+        first = int(rng.integers(len(self.pairs)))
+        for step in range(len(self.pairs)):
+            k = (first + step) % len(self.pairs)
+            try:
+                image, mask = self._read(k)
+                break
+            except DataError as err:
+                log.warning("skipped %s", err)
+        else:
+            raise DataError(self.pairs[first][0], "no pair in this dataset can be read")
+        h, w = mask.shape
+        if min(h, w) < self.size:  # scale up so a full crop fits
+            scale = self.size / min(h, w)
+            new = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
+            image = np.asarray(Image.fromarray(image).resize(new, Image.Resampling.BILINEAR))
+            mask = np.asarray(Image.fromarray(mask).resize(new, Image.Resampling.NEAREST))
+            h, w = mask.shape
+        y = int(rng.integers(h - self.size + 1))
+        x = int(rng.integers(w - self.size + 1))
+        image, mask = image[y : y + self.size, x : x + self.size], mask[y : y + self.size, x : x + self.size]
+        if self.augment is not None:
+            image, mask = augment_pair(self.augment, image, mask, self.seed, index)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return to_tensors(*self.pair(index))
+
+
+class MixedPairs(Dataset):
+    """Sample i comes from `real` with probability `ratio` (drawn from (seed, i)), else
+    from `synthetic`, at the same index: the mix is the same in any worker."""
+
+    def __init__(self, synthetic: SyntheticWatermarks, real: FolderCrops, ratio: float, seed: int) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"data.real_ratio must be within [0, 1], got {ratio}")
+        if len(real) != len(synthetic):
+            raise ValueError("MixedPairs needs a real and a synthetic dataset of the same length")
+        self.synthetic, self.real, self.ratio, self.seed = synthetic, real, ratio, seed
+
+    def __len__(self) -> int:
+        return len(self.synthetic)
+
+    def is_real(self, index: int) -> bool:
+        return bool(np.random.default_rng([self.seed, index, _MIX_STREAM]).random() < self.ratio)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        source = self.real if self.is_real(index) else self.synthetic
+        return to_tensors(*source.pair(index))
