@@ -19,6 +19,11 @@ _SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 CACHE_MODES = ("none", "memory", "disk")
 
 
+def split_seed(seed: int, split: str) -> int:
+    """The seed of one split's sample stream, derived from the data seed."""
+    return seed * 1000 + _SPLIT_SEEDS[split]
+
+
 class _Loaders(L.LightningDataModule):
     """DataLoader settings shared by the data modules; `datasets` maps split -> Dataset."""
 
@@ -123,15 +128,12 @@ class WatermarkDataModule(_Loaders):
         bank = BackgroundBank(self.backgrounds, procedural_fraction=self.procedural_fraction)
         return WatermarkSynth(self.synth_config, bank)
 
-    def _split_seed(self, split: str) -> int:
-        return self.seed * 1000 + _SPLIT_SEEDS[split]
-
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.
         if self.cache == "disk":
             synth = self._synth()
             for split, n in self.sizes.items():
-                build_disk_cache(synth, self._split_seed(split), n, self.cache_dir)
+                build_disk_cache(synth, split_seed(self.seed, split), n, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -140,7 +142,7 @@ class WatermarkDataModule(_Loaders):
         synth = self._synth()
         self.datasets = {}
         for split, n in self.sizes.items():
-            seed = self._split_seed(split)
+            seed = split_seed(self.seed, split)
             store: DiskSamples | MemorySamples | None = None
             if self.cache == "disk":  # complete after prepare_data; built here when it did not run
                 store = DiskSamples(build_disk_cache(synth, seed, n, self.cache_dir), n)
@@ -149,7 +151,7 @@ class WatermarkDataModule(_Loaders):
             augment = self.augment if split == "train" else None
             self.datasets[split] = SyntheticWatermarks(synth, n, seed=seed, store=store, augment=augment)
         if self.real_ratio > 0:
-            n, seed = self.sizes["train"], self._split_seed("train")
+            n, seed = self.sizes["train"], split_seed(self.seed, "train")
             real = FolderCrops(scan_pairs(self.real_roots), self.synth_config.size, n, seed, self.augment)
             self.datasets["train"] = MixedPairs(self.datasets["train"], real, self.real_ratio, seed)
 
@@ -237,5 +239,6 @@ class FolderDataModule(_Loaders):
             return
         for split, pairs in self.split_pairs().items():
             augment = self.augment if split == "train" else None
-            seed = self.seed * 1000 + _SPLIT_SEEDS[split]
-            self.datasets[split] = FolderCrops(pairs, self.size, self.sizes[split], seed, augment)
+            self.datasets[split] = FolderCrops(
+                pairs, self.size, self.sizes[split], split_seed(self.seed, split), augment
+            )

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from wmseg.data.cache import DiskSamples, MemorySamples
-from wmseg.data.folder import DataError, FolderPairs, read_image, read_mask
+from wmseg.data.folder import DataError, FolderPairs, check_mask_size, read_image, read_mask
 from wmseg.synth import WatermarkSynth
 
 log = logging.getLogger(__name__)
@@ -93,18 +93,11 @@ def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     for root in roots:
         folder = FolderPairs(root)
         for i, path in enumerate(folder.images):
-            mask_path = folder.masks_dir / f"{path.stem}.png"
             try:
-                if not mask_path.is_file():
-                    raise DataError(path, f"no mask {mask_path.name} in {folder.masks_dir}")
+                mask_path = folder.mask_path(i)
                 size = folder.image_size(i)
                 with Image.open(mask_path) as m:
-                    if (m.height, m.width) != size:
-                        raise DataError(
-                            mask_path,
-                            f"mask is {m.width}x{m.height} but its image is {size[1]}x{size[0]}; "
-                            "masks must match",
-                        )
+                    check_mask_size(mask_path, (m.height, m.width), size)
             except (DataError, OSError) as err:
                 bad.append(str(err))
                 continue

@@ -38,6 +38,13 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(path, f"unreadable image ({err}); replace or remove the file") from err
 
 
+def check_mask_size(path: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Raise DataError naming the mask when its (H, W) differs from its image's."""
+    if mask_size != image_size:
+        (mh, mw), (ih, iw) = mask_size, image_size
+        raise DataError(path, f"mask is {mw}x{mh} but its image is {iw}x{ih}; masks must match")
+
+
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     """A binary mask (255 or any value > 127 = watermark) of exactly `size` (H, W)."""
     try:
@@ -45,11 +52,7 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
             mask = np.array(im.convert("L"))
     except (OSError, ValueError) as err:
         raise DataError(path, f"unreadable mask ({err}); replace or remove the file") from err
-    if mask.shape != size:
-        raise DataError(
-            path,
-            f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[1]}x{size[0]}; masks must match",
-        )
+    check_mask_size(path, mask.shape, size)
     return (mask > 127).astype(np.uint8)
 
 
@@ -86,11 +89,16 @@ class FolderPairs:
         except (OSError, ValueError) as err:
             raise DataError(path, f"unreadable image ({err})") from err
 
-    def __getitem__(self, index: int) -> Item:
+    def mask_path(self, index: int) -> Path:
+        """The mask file of image `index`; DataError naming the image when it is missing."""
         path = self.images[index]
         mask_path = self.masks_dir / f"{path.stem}.png"
         if not mask_path.is_file():
             raise DataError(path, f"no mask {mask_path.name} in {self.masks_dir}; add it or remove the image")
+        return mask_path
+
+    def __getitem__(self, index: int) -> Item:
+        path, mask_path = self.images[index], self.mask_path(index)
         image = read_image(path)
         return Item(self.group, path.name, image, read_mask(mask_path, image.shape[:2]))
 
