@@ -91,6 +91,18 @@ def test_key_follows_backgrounds_folder_contents(tmp_path):
     assert key() != first
 
 
+def test_key_follows_background_options():
+    from wmseg.synth import BackgroundBank
+
+    def key(**options) -> str:
+        return cache_key(WatermarkSynth(SynthConfig(size=32), BackgroundBank(**options)), 0, 4)[0]
+
+    plain = key()
+    assert key() == plain
+    changed = [key(collage_fraction=0.5), key(color_jitter=0.5), key(min_zoom=0.5), key(shading=0.5)]
+    assert len({plain, *changed}) == 5
+
+
 def test_bad_cache_settings_name_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"data\.cache='ram'"):
         WatermarkDataModule(cache="ram")

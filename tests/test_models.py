@@ -98,3 +98,34 @@ def test_warmup_cosine_shape():
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[-1] < 0.01 and all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_encoder_lr_scale_splits_param_groups_and_keeps_the_ratio():
+    import functools
+
+    from wmseg.models.segmenter import WatermarkSegmenter
+
+    net = WatermarkUnet("resnet18", decoder_channels=(16, 8, 8, 8, 8))
+    module = WatermarkSegmenter(
+        net,
+        BCEDiceLoss(),
+        optimizer=functools.partial(torch.optim.AdamW, lr=0.01),
+        scheduler=None,
+        encoder_lr_scale=0.1,
+    )
+    optimizer = module.configure_optimizers()["optimizer"]
+    encoder, rest = optimizer.param_groups
+    assert encoder["lr"] == pytest.approx(0.001) and rest["lr"] == pytest.approx(0.01)
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in net.encoder.parameters()}
+    assert len(encoder["params"]) + len(rest["params"]) == len(list(module.parameters()))
+    # A schedule scales both groups by the same factor.
+    scheduler = warmup_cosine(optimizer, total_steps=100, warmup_steps=10)
+    for _ in range(30):
+        optimizer.step()
+        scheduler.step()
+    assert encoder["lr"] / rest["lr"] == pytest.approx(0.1)
+    # The default is one group, as before.
+    plain = WatermarkSegmenter(net, BCEDiceLoss(), optimizer=functools.partial(torch.optim.AdamW, lr=0.01))
+    assert len(plain.configure_optimizers()["optimizer"].param_groups) == 1
+    with pytest.raises(ValueError, match=r"model\.encoder_lr_scale"):
+        WatermarkSegmenter(net, BCEDiceLoss(), optimizer=torch.optim.AdamW, encoder_lr_scale=-1)

@@ -25,16 +25,26 @@ def test_clean_images_have_empty_masks():
         assert synth.render(0, i).mask.sum() == 0
 
 
+VARIED = {
+    "procedural_fraction": 0.1,
+    "collage_fraction": 0.7,
+    "color_jitter": 0.7,
+    "min_zoom": 0.4,
+    "shading": 0.5,
+}
+
+
 @pytest.mark.parametrize(
-    "style",
+    "style, bank_options",
     [
-        {},
-        {"blend_probs": (0.25, 0.25, 0.25, 0.25)},
-        {"logo_prob": 1.0, "logo_text_prob": 0.5, "outline_prob": 0.5, "shadow_prob": 0.5},
-        {"corner_prob": 1.0, "logo_prob": 0.5},
+        ({}, {"procedural_fraction": 1.0}),
+        ({}, VARIED),
+        ({"blend_probs": (0.25, 0.25, 0.25, 0.25)}, {"procedural_fraction": 1.0}),
+        ({"logo_prob": 1.0, "logo_text_prob": 0.5, "outline_prob": 0.5, "shadow_prob": 0.5}, VARIED),
+        ({"corner_prob": 1.0, "logo_prob": 0.5}, {"procedural_fraction": 1.0}),
     ],
 )
-def test_mask_is_visible_footprint(style):
+def test_mask_is_visible_footprint(style, bank_options):
     # No degradation: the mask must be exactly where the image differs visibly from its
     # background. Rendering the same rng stream's background alone gives the clean image.
     cfg = SynthConfig(
@@ -45,7 +55,7 @@ def test_mask_is_visible_footprint(style):
         opacity=(1.0, 1.0),
         **style,
     )
-    bank = BackgroundBank(procedural_fraction=1.0)
+    bank = BackgroundBank(**bank_options)
     synth = WatermarkSynth(cfg, bank)
     for i in range(4):
         s = synth.render(1, i)
@@ -217,3 +227,88 @@ def test_footprint_blur_widens_the_mask_only():
         assert (b.mask[a.mask == 1] == 1).mean() > 0.95
     clean = WatermarkSynth(dataclasses.replace(cfg, clean_fraction=1.0, footprint_blur=2.0))
     assert all(clean.render(0, i).mask.sum() == 0 for i in range(3))
+
+
+def _mean_gradient(img: np.ndarray) -> float:
+    return float(np.abs(np.diff(img.astype(np.float32), axis=1)).mean())
+
+
+def test_background_variety_options():
+    def draw(n: int = 24, **options) -> list[np.ndarray]:
+        bank = BackgroundBank(**{"procedural_fraction": 0.0, **options})
+        return [bank.sample(np.random.default_rng([5, i]), 96) for i in range(n)]
+
+    plain = draw()
+    # The defaults draw nothing extra: samples are what they were without the options.
+    assert all(
+        np.array_equal(a, b) for a, b in zip(plain, draw(collage_fraction=0, color_jitter=0), strict=True)
+    )
+    # Seeded: the same stream gives the same bytes.
+    varied = draw(collage_fraction=1.0, color_jitter=1.0, min_zoom=0.3)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(varied, draw(collage_fraction=1.0, color_jitter=1.0, min_zoom=0.3), strict=True)
+    )
+    assert all(v.shape == (96, 96, 3) and v.dtype == np.uint8 for v in varied)
+    # Collages differ from the crop they start from; jitter moves its colours.
+    collage = draw(collage_fraction=1.0)
+    assert sum(not np.array_equal(c, p) for c, p in zip(collage, plain, strict=True)) == len(plain)
+    jittered = draw(color_jitter=1.0)
+    shift = [
+        np.abs(j.astype(np.float32).mean((0, 1)) - p.astype(np.float32).mean((0, 1))).max()
+        for j, p in zip(jittered, plain, strict=True)
+    ]
+    assert np.median(shift) > 5
+    # Shading is soft: it changes the crop, and its edges add little fine gradient.
+    shaded = draw(shading=1.0)
+    assert all(not np.array_equal(s, p) for s, p in zip(shaded, plain, strict=True))
+    assert np.mean([_mean_gradient(s) for s in shaded]) < 1.1 * np.mean([_mean_gradient(p) for p in plain])
+
+
+def test_min_zoom_magnifies_crops(tmp_path):
+    # White noise: the smaller the crop, the more it is magnified, the smoother it gets.
+    (tmp_path / "bg").mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "bg" / "noise.png")
+
+    def gradients(min_zoom: float) -> np.ndarray:
+        bank = BackgroundBank(tmp_path / "bg", procedural_fraction=0.0, min_zoom=min_zoom)
+        return np.array([_mean_gradient(bank.sample(np.random.default_rng([2, i]), 96)) for i in range(64)])
+
+    plain, zoomed = gradients(1.0), gradients(0.1)
+    assert plain.min() > 20  # never magnified: noise stays sharp
+    assert (zoomed < 0.6 * plain.min()).sum() >= 3  # crops well under 96 px were magnified
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"collage_fraction": 1.5}, "collage_fraction"),
+        ({"color_jitter": -0.1}, "color_jitter"),
+        ({"min_zoom": 0.0}, "min_zoom"),
+    ],
+)
+def test_background_options_are_checked(options, key):
+    with pytest.raises(ValueError, match=rf"data\.{key}"):
+        BackgroundBank(**options)
+
+
+@pytest.mark.parametrize(
+    "degradation",
+    [
+        {"color_shift_prob": 1.0},
+        {"blur_prob": 1.0, "blur_sigma": (1.0, 1.5)},
+        {"resize_prob": 1.0, "resize_scale": (0.4, 0.5)},
+    ],
+)
+def test_degradations_change_the_image_not_the_mask(degradation):
+    base = {"size": 64, "clean_fraction": 0.0, "noise_std": (0, 0), "jpeg_prob": 0.0}
+    plain = WatermarkSynth(SynthConfig(**base))
+    degraded = WatermarkSynth(SynthConfig(**base, **degradation))
+    for i in range(4):
+        a, b = plain.render(0, i), degraded.render(0, i)
+        assert np.array_equal(a.mask, b.mask)
+        diff = np.abs(a.image.astype(np.float32) - b.image.astype(np.float32))
+        assert diff.mean() > 1.0
+        if "color_shift_prob" not in degradation:  # blur and resize smooth the image
+            assert _mean_gradient(b.image) < _mean_gradient(a.image)

@@ -87,6 +87,10 @@ class WatermarkDataModule(_Loaders):
         synth: SynthConfig | None = None,
         backgrounds: str | Path | None = None,
         procedural_fraction: float = 0.2,
+        collage_fraction: float = 0.0,
+        color_jitter: float = 0.0,
+        min_zoom: float = 1.0,
+        shading: float = 0.0,
         train_size: int = 20000,
         val_size: int = 256,
         test_size: int = 256,
@@ -120,12 +124,20 @@ class WatermarkDataModule(_Loaders):
         self.real_ratio = real_ratio
         self.synth_config = synth or SynthConfig()
         self.backgrounds = backgrounds
-        self.procedural_fraction = procedural_fraction
+        # Checked here (BackgroundBank raises too) so a bad value fails at construction.
+        self.bank_options = {
+            "procedural_fraction": procedural_fraction,
+            "collage_fraction": collage_fraction,
+            "color_jitter": color_jitter,
+            "min_zoom": min_zoom,
+            "shading": shading,
+        }
+        BackgroundBank(None, **self.bank_options)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed
 
     def _synth(self) -> WatermarkSynth:
-        bank = BackgroundBank(self.backgrounds, procedural_fraction=self.procedural_fraction)
+        bank = BackgroundBank(self.backgrounds, **self.bank_options)
         return WatermarkSynth(self.synth_config, bank)
 
     def prepare_data(self) -> None:

@@ -54,5 +54,9 @@ class WatermarkUnet(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.stride = 2**encoder_depth
 
+    @property
+    def encoder(self) -> nn.Module:
+        return self.unet.encoder
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.unet((image - self.mean) / self.std)  # (N, 1, H, W) logits

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,78 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _jitter(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """A random photometric change (channel order, grey, gamma, contrast, brightness, tint):
+    16 bundled photos become many, so a model cannot learn them by heart."""
+    x = img.astype(np.float32)
+    if rng.random() < 0.3:
+        x = x[..., rng.permutation(3)]
+    if rng.random() < 0.15:
+        x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+    x = 255.0 * (x / 255.0) ** float(np.exp(rng.uniform(-0.5, 0.5)))
+    mean = x.mean()
+    x = (x - mean) * float(rng.uniform(0.6, 1.3)) + mean + float(rng.uniform(-30, 30))
+    x = x * rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def _leaf_shape(rng: np.random.Generator, size: int, blur: float | None = None) -> np.ndarray:
+    """Coverage (0-1 float, (size, size, 1)) of a random ellipse, box or polygon."""
+    shape = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(shape)
+    cx, cy = rng.uniform(0, size, 2)
+    r = size * rng.uniform(0.1, 0.6)
+    kind = int(rng.integers(3))
+    if kind == 0:
+        rx, ry = r, r * rng.uniform(0.4, 1.0)
+        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+    else:
+        n = 4 if kind == 1 else int(rng.integers(3, 9))
+        angles = (
+            np.sort(rng.uniform(0, 2 * np.pi, n))
+            if kind == 2
+            else rng.uniform(0, 2 * np.pi) + np.arange(4) * np.pi / 2
+        )
+        radii = r * (rng.uniform(0.5, 1.0, n) if kind == 2 else np.ones(4))
+        draw.polygon(
+            [
+                (float(cx + a * np.cos(t)), float(cy + a * np.sin(t)))
+                for a, t in zip(radii, angles, strict=True)
+            ],
+            fill=255,
+        )
+    if blur is not None:
+        shape = shape.filter(ImageFilter.GaussianBlur(blur))
+    elif rng.random() < 0.5:  # soft edges, as out-of-focus objects have
+        shape = shape.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 3.0))))
+    return np.asarray(shape, np.float32)[..., None] / 255.0
+
+
+def _shade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Soft light and shadow: a smooth brightness field, or a blurred translucent tinted
+    shape. Part of the clean scene (never labelled): soft tints are not marks."""
+    size = img.shape[0]
+    x = img.astype(np.float32)
+    if rng.random() < 0.5:
+        field = procedural_background(rng, size).mean(axis=2, keepdims=True) / 255.0
+        x = x * (float(rng.uniform(0.5, 0.8)) + float(rng.uniform(0.3, 0.6)) * field)
+    else:
+        a = _leaf_shape(rng, size, blur=float(rng.uniform(4.0, 12.0))) * float(rng.uniform(0.15, 0.5))
+        x = x * (1.0 - a) + a * rng.uniform(0, 255, 3).astype(np.float32)
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
 class BackgroundBank:
     """Random background crops, drawn from bundled photos or from a user's folder.
+
+    `procedural_fraction` of the samples are procedural textures. `collage_fraction` are
+    dead-leaves collages: a photo crop with 2-8 shapes cut from other crops laid over it,
+    which gives endless new scenes with real photo texture. `color_jitter` is the share of
+    photo crops that get a random photometric change, and `min_zoom` < 1 lets crops be
+    smaller than the output (magnified up to 1/min_zoom), like photos seen at full size.
+    `shading` is the share of backgrounds that get soft light and shadow (a smooth
+    brightness field or a blurred translucent tint). Defaults (0, 0, 1, 0) draw nothing
+    extra, so older samples stay the same.
 
     Example:
         >>> bank = BackgroundBank()  # bundled photos + procedural textures
@@ -102,11 +172,43 @@ class BackgroundBank:
         (128, 128, 3)
     """
 
-    def __init__(self, folder: str | Path | None = None, procedural_fraction: float = 0.2) -> None:
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        procedural_fraction: float = 0.2,
+        collage_fraction: float = 0.0,
+        color_jitter: float = 0.0,
+        min_zoom: float = 1.0,
+        shading: float = 0.0,
+    ) -> None:
+        for key, value in (
+            ("procedural_fraction", procedural_fraction),
+            ("collage_fraction", collage_fraction),
+            ("color_jitter", color_jitter),
+            ("shading", shading),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.{key} must be within [0, 1], got {value}")
+        if not 0.0 < min_zoom <= 1.0:
+            raise ValueError(f"data.min_zoom must be within (0, 1], got {min_zoom}")
         self.folder = None if folder is None else Path(folder).expanduser()
         self.files: Sequence[Path] = list_images(self.folder) if self.folder else ()
         self.procedural_fraction = procedural_fraction
+        self.collage_fraction = collage_fraction
+        self.color_jitter = color_jitter
+        self.min_zoom = min_zoom
+        self.shading = shading
         self.skipped: set[Path] = set()
+
+    def options(self) -> dict[str, float]:
+        """The settings that change what `sample` draws (for cache keys)."""
+        return {
+            "procedural_fraction": self.procedural_fraction,
+            "collage_fraction": self.collage_fraction,
+            "color_jitter": self.color_jitter,
+            "min_zoom": self.min_zoom,
+            "shading": self.shading,
+        }
 
     def __len__(self) -> int:
         return len(self.files) if self.folder else len(bundled_photos())
@@ -133,13 +235,24 @@ class BackgroundBank:
         raise OSError(f"no readable image left in backgrounds folder {self.folder}")
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A random (size, size, 3) uint8 crop at a random scale, maybe flipped."""
+        """A random (size, size, 3) uint8 background."""
         if rng.random() < self.procedural_fraction:
             return procedural_background(rng, size)
+        if self.collage_fraction > 0 and rng.random() < self.collage_fraction:
+            out = self._collage(rng, size)
+        else:
+            out = self._crop(rng, size)
+        if self.shading > 0 and rng.random() < self.shading:
+            out = _shade(rng, out)
+        return out
+
+    def _crop(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A photo crop at a random scale, maybe flipped (and jittered), resized to `size`."""
         img = self._load(rng)
         h, w = img.shape[:2]
-        # Crop side between the output size and the whole short side, then resize.
-        side = int(rng.uniform(min(size, min(h, w)), min(h, w) + 1))
+        # Crop side between the output size (or less, with min_zoom) and the whole short side.
+        side = int(rng.uniform(min(size * self.min_zoom, min(h, w)), min(h, w) + 1))
+        side = max(side, 8)
         y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         crop = Image.fromarray(img[y : y + side, x : x + side])
         if side != size:
@@ -147,4 +260,14 @@ class BackgroundBank:
         out = np.asarray(crop)
         if rng.random() < 0.5:
             out = out[:, ::-1]
+        if self.color_jitter > 0 and rng.random() < self.color_jitter:
+            out = _jitter(rng, out)
         return np.ascontiguousarray(out)
+
+    def _collage(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        out = self._crop(rng, size).astype(np.float32)
+        for _ in range(int(rng.integers(2, 9))):
+            leaf = procedural_background(rng, size) if rng.random() < 0.15 else self._crop(rng, size)
+            a = _leaf_shape(rng, size)
+            out = out * (1.0 - a) + leaf.astype(np.float32) * a
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -56,6 +56,14 @@ class SynthConfig:
     noise_std: tuple[float, float] = (0.0, 3.0)
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (60, 95)
+    # Degradations of the image only, after the mask is taken: a colour shift (per-channel
+    # gain and offset), a down-and-up resize by a factor in `resize_scale`, a Gaussian
+    # blur with sigma in `blur_sigma`. 0 draws nothing, so older samples stay the same.
+    color_shift_prob: float = 0.0
+    resize_prob: float = 0.0
+    resize_scale: tuple[float, float] = (0.5, 0.9)
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
 
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay")
@@ -271,6 +279,20 @@ class WatermarkSynth:
 
     def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         cfg = self.config
+        if cfg.color_shift_prob > 0 and rng.random() < cfg.color_shift_prob:
+            image = image * rng.uniform(0.9, 1.1, 3).astype(np.float32) + rng.uniform(-12, 12, 3).astype(
+                np.float32
+            )
+        if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
+            sigma = float(rng.uniform(*cfg.blur_sigma))
+            image = gaussian_filter(image, (sigma, sigma, 0), mode="nearest")
+        if cfg.resize_prob > 0 and rng.random() < cfg.resize_prob:
+            # As a photo shared at a lower resolution and shown at the original size.
+            h, w = image.shape[:2]
+            f = float(rng.uniform(*cfg.resize_scale))
+            small = Image.fromarray(np.clip(image + 0.5, 0, 255).astype(np.uint8))
+            small = small.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BILINEAR)
+            image = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), np.float32)
         std = rng.uniform(*cfg.noise_std)
         if std > 0:
             image = image + rng.standard_normal(image.shape, dtype=np.float32) * np.float32(std)
