@@ -46,9 +46,14 @@ MARKED = SynthConfig(
 )
 
 
+def make_layout(out: Path) -> None:
+    """The folder-dataset layout: <out>/images and <out>/masks."""
+    for sub in ("images", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+
 def write_marked(photos: Path, out: Path, count: int) -> None:
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    make_layout(out)
     synth = WatermarkSynth(MARKED, BackgroundBank(photos, procedural_fraction=0.0))
     for i in range(count):
         sample = synth.render(seed=2024, index=i)
@@ -65,8 +70,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=48)
     args = parser.parse_args()
     out = args.out
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    make_layout(out)
     left, right, _ = skimage.data.stereo_motorcycle()
     hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     photos = {

@@ -51,7 +51,7 @@ def cache_key(synth: WatermarkSynth, seed: int, length: int) -> tuple[str, dict[
     spec = {
         "synth": dataclasses.asdict(synth.config),
         "backgrounds": _backgrounds_signature(synth.backgrounds.folder),
-        "background_options": synth.backgrounds.options(),
+        "background_options": dataclasses.asdict(synth.backgrounds.options),
         "seed": seed,
         "length": length,
         "code": _code_digest(),

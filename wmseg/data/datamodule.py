@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
 from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, SyntheticWatermarks, scan_pairs
 from wmseg.data.folder import FolderPairs, Item
-from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
+from wmseg.synth import BackgroundBank, BackgroundOptions, SynthConfig, WatermarkSynth
 
 # Each split draws from its own seed stream; val and test never change with training.
 _SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -124,20 +125,15 @@ class WatermarkDataModule(_Loaders):
         self.real_ratio = real_ratio
         self.synth_config = synth or SynthConfig()
         self.backgrounds = backgrounds
-        # Checked here (BackgroundBank raises too) so a bad value fails at construction.
-        self.bank_options = {
-            "procedural_fraction": procedural_fraction,
-            "collage_fraction": collage_fraction,
-            "color_jitter": color_jitter,
-            "min_zoom": min_zoom,
-            "shading": shading,
-        }
-        BackgroundBank(None, **self.bank_options)
+        # Checked on construction, so a bad value fails before any rendering.
+        self.bank_options = BackgroundOptions(
+            procedural_fraction, collage_fraction, color_jitter, min_zoom, shading
+        )
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed
 
     def _synth(self) -> WatermarkSynth:
-        bank = BackgroundBank(self.backgrounds, **self.bank_options)
+        bank = BackgroundBank(self.backgrounds, **dataclasses.asdict(self.bank_options))
         return WatermarkSynth(self.synth_config, bank)
 
     def prepare_data(self) -> None:

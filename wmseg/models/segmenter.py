@@ -115,11 +115,10 @@ class WatermarkSegmenter(L.LightningModule):
         if self.encoder_lr_scale == 1.0 or not isinstance(encoder, nn.Module):
             optimizer = self.optimizer_factory(params=self.parameters())
         else:
-            own = {id(p) for p in encoder.parameters()}
-            rest = [p for p in self.parameters() if id(p) not in own]
-            optimizer = self.optimizer_factory(
-                params=[{"params": list(encoder.parameters())}, {"params": rest}]
-            )
+            own = list(encoder.parameters())
+            ids = {id(p) for p in own}
+            rest = [p for p in self.parameters() if id(p) not in ids]
+            optimizer = self.optimizer_factory(params=[{"params": own}, {"params": rest}])
             # LR schedulers scale each group's initial_lr, so the ratio holds all along.
             optimizer.param_groups[0]["lr"] *= self.encoder_lr_scale
         if self.scheduler_factory is None:

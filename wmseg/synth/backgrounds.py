@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -119,20 +120,17 @@ def _leaf_shape(rng: np.random.Generator, size: int, blur: float | None = None) 
         rx, ry = r, r * rng.uniform(0.4, 1.0)
         draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
     else:
-        n = 4 if kind == 1 else int(rng.integers(3, 9))
-        angles = (
-            np.sort(rng.uniform(0, 2 * np.pi, n))
-            if kind == 2
-            else rng.uniform(0, 2 * np.pi) + np.arange(4) * np.pi / 2
-        )
-        radii = r * (rng.uniform(0.5, 1.0, n) if kind == 2 else np.ones(4))
-        draw.polygon(
-            [
-                (float(cx + a * np.cos(t)), float(cy + a * np.sin(t)))
-                for a, t in zip(radii, angles, strict=True)
-            ],
-            fill=255,
-        )
+        if kind == 1:  # a box at a random angle
+            angles = rng.uniform(0, 2 * np.pi) + np.arange(4) * np.pi / 2
+            radii = np.full(4, r)
+        else:  # a polygon of 3-8 corners
+            n = int(rng.integers(3, 9))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+            radii = r * rng.uniform(0.5, 1.0, n)
+        corners = [
+            (float(cx + a * np.cos(t)), float(cy + a * np.sin(t))) for a, t in zip(radii, angles, strict=True)
+        ]
+        draw.polygon(corners, fill=255)
     if blur is not None:
         shape = shape.filter(ImageFilter.GaussianBlur(blur))
     elif rng.random() < 0.5:  # soft edges, as out-of-focus objects have
@@ -154,6 +152,25 @@ def _shade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class BackgroundOptions:
+    """What `BackgroundBank.sample` draws besides plain photo crops (see there); checked
+    on construction, naming the config key."""
+
+    procedural_fraction: float = 0.2
+    collage_fraction: float = 0.0
+    color_jitter: float = 0.0
+    min_zoom: float = 1.0
+    shading: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"data.{key} must be within [0, 1], got {getattr(self, key)}")
+        if not 0.0 < self.min_zoom <= 1.0:
+            raise ValueError(f"data.min_zoom must be within (0, 1], got {self.min_zoom}")
+
+
 class BackgroundBank:
     """Random background crops, drawn from bundled photos or from a user's folder.
 
@@ -172,43 +189,11 @@ class BackgroundBank:
         (128, 128, 3)
     """
 
-    def __init__(
-        self,
-        folder: str | Path | None = None,
-        procedural_fraction: float = 0.2,
-        collage_fraction: float = 0.0,
-        color_jitter: float = 0.0,
-        min_zoom: float = 1.0,
-        shading: float = 0.0,
-    ) -> None:
-        for key, value in (
-            ("procedural_fraction", procedural_fraction),
-            ("collage_fraction", collage_fraction),
-            ("color_jitter", color_jitter),
-            ("shading", shading),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"data.{key} must be within [0, 1], got {value}")
-        if not 0.0 < min_zoom <= 1.0:
-            raise ValueError(f"data.min_zoom must be within (0, 1], got {min_zoom}")
+    def __init__(self, folder: str | Path | None = None, **options: float) -> None:
+        self.options = BackgroundOptions(**options)
         self.folder = None if folder is None else Path(folder).expanduser()
         self.files: Sequence[Path] = list_images(self.folder) if self.folder else ()
-        self.procedural_fraction = procedural_fraction
-        self.collage_fraction = collage_fraction
-        self.color_jitter = color_jitter
-        self.min_zoom = min_zoom
-        self.shading = shading
         self.skipped: set[Path] = set()
-
-    def options(self) -> dict[str, float]:
-        """The settings that change what `sample` draws (for cache keys)."""
-        return {
-            "procedural_fraction": self.procedural_fraction,
-            "collage_fraction": self.collage_fraction,
-            "color_jitter": self.color_jitter,
-            "min_zoom": self.min_zoom,
-            "shading": self.shading,
-        }
 
     def __len__(self) -> int:
         return len(self.files) if self.folder else len(bundled_photos())
@@ -236,13 +221,14 @@ class BackgroundBank:
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A random (size, size, 3) uint8 background."""
-        if rng.random() < self.procedural_fraction:
+        opts = self.options
+        if rng.random() < opts.procedural_fraction:
             return procedural_background(rng, size)
-        if self.collage_fraction > 0 and rng.random() < self.collage_fraction:
+        if opts.collage_fraction > 0 and rng.random() < opts.collage_fraction:
             out = self._collage(rng, size)
         else:
             out = self._crop(rng, size)
-        if self.shading > 0 and rng.random() < self.shading:
+        if opts.shading > 0 and rng.random() < opts.shading:
             out = _shade(rng, out)
         return out
 
@@ -251,7 +237,7 @@ class BackgroundBank:
         img = self._load(rng)
         h, w = img.shape[:2]
         # Crop side between the output size (or less, with min_zoom) and the whole short side.
-        side = int(rng.uniform(min(size * self.min_zoom, min(h, w)), min(h, w) + 1))
+        side = int(rng.uniform(min(size * self.options.min_zoom, min(h, w)), min(h, w) + 1))
         side = max(side, 8)
         y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         crop = Image.fromarray(img[y : y + side, x : x + side])
@@ -260,7 +246,7 @@ class BackgroundBank:
         out = np.asarray(crop)
         if rng.random() < 0.5:
             out = out[:, ::-1]
-        if self.color_jitter > 0 and rng.random() < self.color_jitter:
+        if self.options.color_jitter > 0 and rng.random() < self.options.color_jitter:
             out = _jitter(rng, out)
         return np.ascontiguousarray(out)
 

@@ -280,9 +280,8 @@ class WatermarkSynth:
     def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         cfg = self.config
         if cfg.color_shift_prob > 0 and rng.random() < cfg.color_shift_prob:
-            image = image * rng.uniform(0.9, 1.1, 3).astype(np.float32) + rng.uniform(-12, 12, 3).astype(
-                np.float32
-            )
+            gain = rng.uniform(0.9, 1.1, 3).astype(np.float32)
+            image = image * gain + rng.uniform(-12, 12, 3).astype(np.float32)
         if cfg.blur_prob > 0 and rng.random() < cfg.blur_prob:
             sigma = float(rng.uniform(*cfg.blur_sigma))
             image = gaussian_filter(image, (sigma, sigma, 0), mode="nearest")
