@@ -99,8 +99,14 @@ def test_key_follows_background_options():
 
     plain = key()
     assert key() == plain
-    changed = [key(collage_fraction=0.5), key(color_jitter=0.5), key(min_zoom=0.5), key(shading=0.5)]
-    assert len({plain, *changed}) == 5
+    changed = [
+        key(collage_fraction=0.5),
+        key(color_jitter=0.5),
+        key(min_zoom=0.5),
+        key(shading=0.5),
+        key(collage_fraction=0.5, clutter=0.5),
+    ]
+    assert len({plain, *changed}) == 6
 
 
 def test_bad_cache_settings_name_the_key(tmp_path):

@@ -31,6 +31,7 @@ VARIED = {
     "color_jitter": 0.7,
     "min_zoom": 0.4,
     "shading": 0.5,
+    "clutter": 0.5,
 }
 
 
@@ -263,6 +264,25 @@ def test_background_variety_options():
     shaded = draw(shading=1.0)
     assert all(not np.array_equal(s, p) for s, p in zip(shaded, plain, strict=True))
     assert np.mean([_mean_gradient(s) for s in shaded]) < 1.1 * np.mean([_mean_gradient(p) for p in plain])
+    # Clutter only touches collages, adds many small leaves (fine detail), and is seeded.
+    assert all(
+        np.array_equal(a, b) for a, b in zip(draw(clutter=1.0), plain, strict=True)
+    )  # no collage, nothing to clutter
+    assert all(
+        np.array_equal(a, b) for a, b in zip(draw(collage_fraction=1.0, clutter=0.0), collage, strict=True)
+    )
+    cluttered = draw(collage_fraction=1.0, clutter=1.0)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(cluttered, draw(collage_fraction=1.0, clutter=1.0), strict=True)
+    )
+    changed = [
+        np.abs(c.astype(np.int16) - p.astype(np.int16)).max(axis=2) > 0
+        for c, p in zip(cluttered, collage, strict=True)
+    ]
+    assert all(0.05 < m.mean() < 0.98 for m in changed)  # leaves cover part of the scene, not all
+    assert np.mean([_mean_gradient(c) for c in cluttered]) > 1.1 * np.mean(
+        [_mean_gradient(c) for c in collage]
+    )
 
 
 def test_min_zoom_magnifies_crops(tmp_path):
@@ -286,6 +306,7 @@ def test_min_zoom_magnifies_crops(tmp_path):
         ({"collage_fraction": 1.5}, "collage_fraction"),
         ({"color_jitter": -0.1}, "color_jitter"),
         ({"min_zoom": 0.0}, "min_zoom"),
+        ({"clutter": 2.0}, "clutter"),
     ],
 )
 def test_background_options_are_checked(options, key):

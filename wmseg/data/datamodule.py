@@ -92,6 +92,7 @@ class WatermarkDataModule(_Loaders):
         color_jitter: float = 0.0,
         min_zoom: float = 1.0,
         shading: float = 0.0,
+        clutter: float = 0.0,
         train_size: int = 20000,
         val_size: int = 256,
         test_size: int = 256,
@@ -127,7 +128,7 @@ class WatermarkDataModule(_Loaders):
         self.backgrounds = backgrounds
         # Checked on construction, so a bad value fails before any rendering.
         self.bank_options = BackgroundOptions(
-            procedural_fraction, collage_fraction, color_jitter, min_zoom, shading
+            procedural_fraction, collage_fraction, color_jitter, min_zoom, shading, clutter
         )
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed

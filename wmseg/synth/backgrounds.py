@@ -162,9 +162,10 @@ class BackgroundOptions:
     color_jitter: float = 0.0
     min_zoom: float = 1.0
     shading: float = 0.0
+    clutter: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading"):
+        for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading", "clutter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.{key} must be within [0, 1], got {getattr(self, key)}")
         if not 0.0 < self.min_zoom <= 1.0:
@@ -180,8 +181,10 @@ class BackgroundBank:
     photo crops that get a random photometric change, and `min_zoom` < 1 lets crops be
     smaller than the output (magnified up to 1/min_zoom), like photos seen at full size.
     `shading` is the share of backgrounds that get soft light and shadow (a smooth
-    brightness field or a blurred translucent tint). Defaults (0, 0, 1, 0) draw nothing
-    extra, so older samples stay the same.
+    brightness field or a blurred translucent tint). `clutter` is the share of collages
+    that also get 10-40 small leaves of whole shrunken photo crops: dense, fine detail at
+    many scales (shelves, crowds, foliage), which a model must not call text. Defaults
+    (0, 0, 1, 0, 0) draw nothing extra, so older samples stay the same.
 
     Example:
         >>> bank = BackgroundBank()  # bundled photos + procedural textures
@@ -256,4 +259,26 @@ class BackgroundBank:
             leaf = procedural_background(rng, size) if rng.random() < 0.15 else self._crop(rng, size)
             a = _leaf_shape(rng, size)
             out = out * (1.0 - a) + leaf.astype(np.float32) * a
+        if self.options.clutter > 0 and rng.random() < self.options.clutter:
+            out = self._clutter(rng, out)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def _clutter(self, rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+        """Lay 10-40 small shapes (8-40 % of the side) over `out` (float32, changed in
+        place), each filled with a shrunken window of one of three photo crops."""
+        size = out.shape[0]
+        sources = [Image.fromarray(self._crop(rng, size)) for _ in range(3)]
+        for _ in range(int(rng.integers(10, 41))):
+            side = max(4, int(size * rng.uniform(0.08, 0.4)))
+            window = int(rng.uniform(side, size + 1))
+            y, x = (int(v) for v in rng.integers(0, size - window + 1, 2))
+            src = sources[int(rng.integers(3))].crop((x, y, x + window, y + window))
+            leaf = np.asarray(src.resize((side, side), Image.Resampling.BILINEAR), np.float32)
+            a = _leaf_shape(rng, side)
+            # keep the shape inside its box: a leaf is an object, not a cut-off slab
+            a[[0, -1]] = 0.0
+            a[:, [0, -1]] = 0.0
+            y, x = (int(v) for v in rng.integers(0, size - side + 1, 2))
+            region = out[y : y + side, x : x + side]
+            out[y : y + side, x : x + side] = region * (1.0 - a) + leaf * a
+        return out
