@@ -10,6 +10,7 @@ from wmseg.data.folder import DataError
 from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.inference import CheckpointError, load_model
 from wmseg.metrics import SegmentationMeter
+from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.evaluate import evaluate
 
 
@@ -82,6 +83,27 @@ def test_several_folders_one_table(trained_ckpt, pairs_folder, tmp_path):
     report = evaluate(cfg)
     assert set(report["sets"]) == {"pairs", "second", "all"}
     assert report["sets"]["all"]["images"] == 6
+
+
+def test_calibrate_writes_checkpoint_with_best_f1_threshold(trained_ckpt, pairs_folder, tmp_path):
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    out = tmp_path / "calibrated.ckpt"
+    first = evaluate(_eval_cfg(tmp_path / "cal", f"ckpt={trained_ckpt}", *data, f"calibrate={out}"))
+    best = first["sets"]["pairs"]
+    assert first["calibrated"] == {"path": str(out), "threshold": best["best_f1_threshold"]}
+    # The copy describes itself: its threshold is the one measured, with where it came from.
+    loaded = load_model(out)
+    assert loaded.threshold == pytest.approx(best["best_f1_threshold"])
+    note = torch.load(out, map_location="cpu", weights_only=False)["wmseg_threshold_calibration"]
+    assert note["previous"] == pytest.approx(load_model(trained_ckpt).threshold)
+    assert note["data"]["root"] == str(pairs_folder)
+    # Evaluating the copy uses that threshold; the pixel-pooled F1 there is the best F1.
+    again = evaluate(_eval_cfg(tmp_path / "again", f"ckpt={out}", *data))
+    assert again["threshold"] == pytest.approx(best["best_f1_threshold"])
+    p, r = again["sets"]["pairs"]["precision"], again["sets"]["pairs"]["recall"]
+    assert 2 * p * r / (p + r) == pytest.approx(best["best_f1"], abs=0.02)
+    with pytest.raises(ConfigError, match=r"calibrate=.*needs ckpt="):
+        evaluate(_eval_cfg(tmp_path / "onnx", "onnx=model.onnx", *data, f"calibrate={out}"))
 
 
 def test_bad_files_named_and_skipped(trained_ckpt, pairs_folder, tmp_path):

@@ -103,8 +103,21 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: dict[str, Any]) -> Path:
+    """A copy of checkpoint `ckpt` at `out` whose stored threshold is `threshold`; `note`
+    (what it was measured on) goes beside it, so the file says where its threshold came from."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = state.setdefault("hyper_parameters", {})
+    note = {"previous": hparams.get("threshold"), "threshold": threshold, **note}
+    hparams["threshold"] = threshold
+    state["wmseg_threshold_calibration"] = note
+    return write_atomic(out, lambda tmp: torch.save(state, tmp))
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
+    if cfg.get("calibrate") and cfg.get("ckpt") is None:
+        raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -137,6 +150,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "per_image": [s.__dict__ for s in overall.images],
         "bad_files": bad,
     }
+    pooled = results["all"] if "all" in results else next(iter(results.values()))
+    if cfg.get("calibrate"):
+        if not pooled["best_f1"]:
+            raise ConfigError(
+                f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
+            )
+        t = float(pooled["best_f1_threshold"])
+        note = {"best_f1": pooled["best_f1"], "data": OmegaConf.to_container(cfg.data, resolve=True)}
+        report["calibrated"] = {
+            "path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)),
+            "threshold": t,
+        }
+        log.info("wrote %s with threshold %.3f (best F1 %.4f)", cfg.calibrate, t, pooled["best_f1"])
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     table = markdown_table(results)
     best_t = "; ".join(
@@ -161,5 +187,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             rows.append(_overlay_row(item, prob, threshold))
         save_png_atomic(stack_rows(rows), out_dir / "overlays_worst_best.png")
     print(table)
+    if "calibrated" in report:
+        calibrated = report["calibrated"]
+        print(f"Calibrated checkpoint: {calibrated['path']} (threshold {calibrated['threshold']:.3f})")
     print(f"Report: {out_dir / 'report.md'}")
     return report
