@@ -102,6 +102,21 @@ def test_calibrate_writes_checkpoint_with_best_f1_threshold(trained_ckpt, pairs_
     assert again["threshold"] == pytest.approx(best["best_f1_threshold"])
     p, r = again["sets"]["pairs"]["precision"], again["sets"]["pairs"]["recall"]
     assert 2 * p * r / (p + r) == pytest.approx(best["best_f1"], abs=0.02)
+    clean = tmp_path / "clean"
+    (clean / "images").mkdir(parents=True)
+    (clean / "masks").mkdir()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(clean / "images" / "grey.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(clean / "masks" / "grey.png")
+    with pytest.raises(ConfigError, match="no watermark pixels"):
+        evaluate(
+            _eval_cfg(
+                tmp_path / "c",
+                f"ckpt={trained_ckpt}",
+                "data=folder",
+                f"data.root={clean}",
+                f"calibrate={out}",
+            )
+        )
     with pytest.raises(ConfigError, match=r"calibrate=.*needs ckpt="):
         evaluate(_eval_cfg(tmp_path / "onnx", "onnx=model.onnx", *data, f"calibrate={out}"))
 

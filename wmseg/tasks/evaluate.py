@@ -152,7 +152,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     pooled = results["all"] if "all" in results else next(iter(results.values()))
     if cfg.get("calibrate"):
-        if not pooled["best_f1"]:
+        if not pooled["images_with_watermark"]:
             raise ConfigError(
                 f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
             )
