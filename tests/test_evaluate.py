@@ -9,6 +9,7 @@ from tests.conftest import compose_config
 from wmseg.data.folder import DataError
 from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.inference import CheckpointError, load_model
+from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.evaluate import evaluate
@@ -94,7 +95,7 @@ def test_calibrate_writes_checkpoint_with_best_f1_threshold(trained_ckpt, pairs_
     # The copy describes itself: its threshold is the one measured, with where it came from.
     loaded = load_model(out)
     assert loaded.threshold == pytest.approx(best["best_f1_threshold"])
-    note = torch.load(out, map_location="cpu", weights_only=False)["wmseg_threshold_calibration"]
+    note = read_checkpoint(out)["wmseg_threshold_calibration"]
     assert note["previous"] == pytest.approx(load_model(trained_ckpt).threshold)
     assert note["data"]["root"] == str(pairs_folder)
     # Evaluating the copy uses that threshold; the pixel-pooled F1 there is the best F1.

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from wmseg.atomic import save_png_atomic, write_atomic, write_text_atomic
 from wmseg.data.folder import DataError, Item
 from wmseg.inference import OnnxPredictor, Predictor, TorchPredictor, predict_items
+from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
 from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.checks import ConfigError
@@ -106,7 +107,7 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
 def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: dict[str, Any]) -> Path:
     """A copy of checkpoint `ckpt` at `out` whose stored threshold is `threshold`; `note`
     (what it was measured on) goes beside it, so the file says where its threshold came from."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = read_checkpoint(ckpt)  # the checked, code-free load the predictor uses
     hparams = state.setdefault("hyper_parameters", {})
     note = {"previous": hparams.get("threshold"), "threshold": threshold, **note}
     hparams["threshold"] = threshold
@@ -150,8 +151,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "per_image": [s.__dict__ for s in overall.images],
         "bad_files": bad,
     }
-    pooled = results["all"] if "all" in results else next(iter(results.values()))
     if cfg.get("calibrate"):
+        pooled = results["all"] if "all" in results else next(iter(results.values()))
         if not pooled["images_with_watermark"]:
             raise ConfigError(
                 f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
@@ -162,7 +163,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)),
             "threshold": t,
         }
-        log.info("wrote %s with threshold %.3f (best F1 %.4f)", cfg.calibrate, t, pooled["best_f1"])
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     table = markdown_table(results)
     best_t = "; ".join(
