@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-import skimage.data
 from PIL import Image
 
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
+from wmseg.synth.backgrounds import heldout_photos
 
 # Every style, masks defined like difference-derived real masks (1.5 px band, 6/255).
 MARKED = SynthConfig(
@@ -71,13 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out
     make_layout(out)
-    left, right, _ = skimage.data.stereo_motorcycle()
-    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    photos = {
-        "motorcycle_left": left,
-        "motorcycle_right": right,
-        "grace_hopper": np.asarray(Image.open(hopper).convert("RGB")),
-    }
+    photos = heldout_photos(max_side=None)  # full size, as a user's photos would be
     for name, image in photos.items():
         Image.fromarray(image).save(out / "images" / f"{name}.png")
         Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(out / "masks" / f"{name}.png")

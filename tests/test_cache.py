@@ -123,3 +123,12 @@ def test_training_with_disk_cache_builds_it_under_the_root(make_cfg, tmp_path):
     train(cfg)
     manifests = list((tmp_path / "data" / "cache").glob("*/manifest.json"))
     assert sorted(json.loads(m.read_text())["length"] for m in manifests) == [8, 8, 8]
+
+
+def test_key_tells_heldout_photos_from_bundled():
+    from wmseg.synth import BackgroundBank
+
+    def key(folder=None) -> str:
+        return cache_key(WatermarkSynth(SynthConfig(size=32), BackgroundBank(folder)), 0, 4)[0]
+
+    assert key("heldout") == key("heldout") != key()

@@ -333,3 +333,18 @@ def test_degradations_change_the_image_not_the_mask(degradation):
         assert diff.mean() > 1.0
         if "color_shift_prob" not in degradation:  # blur and resize smooth the image
             assert _mean_gradient(b.image) < _mean_gradient(a.image)
+
+
+def test_heldout_bank_draws_only_photos_training_never_sees():
+    from wmseg.synth.backgrounds import bundled_photos, heldout_photos
+
+    held = BackgroundBank("heldout", procedural_fraction=0.0)
+    assert len(held) == len(heldout_photos()) == 3
+    sources = {img.tobytes() for img in heldout_photos().values()}
+    assert sources.isdisjoint(img.tobytes() for img in bundled_photos())
+    # A crop of the whole short side, unflipped, is a resized held-out photo.
+    rng = np.random.default_rng(0)
+    loaded = [held._load(rng) for _ in range(12)]
+    assert all(img.tobytes() in sources for img in loaded)
+    a = held.sample(np.random.default_rng(3), 48)
+    assert a.shape == (48, 48, 3) and np.array_equal(a, held.sample(np.random.default_rng(3), 48))

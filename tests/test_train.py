@@ -46,6 +46,22 @@ def test_debug_limit_writes_checkpoints_with_config(make_cfg, tmp_path):
     assert {"train/loss", "val/iou", "val/f1", "val/precision", "val/recall", "test/iou"} <= set(log.columns)
 
 
+def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_cfg, tmp_path):
+    from wmseg.inference.checkpoint import load_model
+
+    cfg = make_cfg("debug=limit", "model.calibrate_threshold=true", "data.val_backgrounds=heldout")
+    metrics = train(cfg)
+    threshold = float(metrics["val/threshold"])
+    assert 0.01 <= threshold <= 0.99 and 0.0 <= float(metrics["val/best_f1"]) <= 1.0
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    note = ckpt["wmseg_threshold_calibration"]
+    assert note["source"] == "validation split" and note["step"] == 12
+    assert note["threshold"] == pytest.approx(threshold) == ckpt["hyper_parameters"]["threshold"]
+    assert load_model(last).threshold == pytest.approx(threshold)
+    assert ckpt["wmseg"]["config"]["data"]["val_backgrounds"] == "heldout"
+
+
 def test_overfit_drives_loss_down_and_iou_up(make_cfg, tmp_path):
     # debug=overfit trains on the same 2 batches over and over.
     cfg = make_cfg("debug=overfit", "trainer.max_steps=120", "trainer.check_val_every_n_epoch=20")

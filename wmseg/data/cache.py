@@ -23,7 +23,7 @@ import numpy as np
 import wmseg
 from wmseg.atomic import write_atomic, write_text_atomic
 from wmseg.synth import WatermarkSynth
-from wmseg.synth.backgrounds import list_images
+from wmseg.synth.backgrounds import HELDOUT, list_images
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ def cache_key(synth: WatermarkSynth, seed: int, length: int) -> tuple[str, dict[
     """(key, what it hashes) for `length` samples of `synth` from `seed`."""
     spec = {
         "synth": dataclasses.asdict(synth.config),
-        "backgrounds": _backgrounds_signature(synth.backgrounds.folder),
+        "backgrounds": (
+            HELDOUT if synth.backgrounds.heldout else _backgrounds_signature(synth.backgrounds.folder)
+        ),
         "background_options": dataclasses.asdict(synth.backgrounds.options),
         "seed": seed,
         "length": length,

@@ -73,6 +73,9 @@ class WatermarkDataModule(_Loaders):
     """Synthetic watermarks on bundled photos (or `backgrounds`, a folder of clean photos).
 
     All splits come from one generator with the same settings; only the seed differs.
+    `val_backgrounds` (a folder, or `heldout` for bundled photos that training never
+    sees) gives val and test their own photos, so checkpoint selection and the stored
+    threshold follow scenes the model has not learned by heart.
     `cache`: `none` renders every sample on the fly (new work each epoch), `memory`
     renders each split once at setup, `disk` renders once into `cache_dir` (in
     `prepare_data`, on one process per node) and every later run and DDP rank reuses it.
@@ -87,6 +90,7 @@ class WatermarkDataModule(_Loaders):
         self,
         synth: SynthConfig | None = None,
         backgrounds: str | Path | None = None,
+        val_backgrounds: str | Path | None = None,
         procedural_fraction: float = 0.2,
         collage_fraction: float = 0.0,
         color_jitter: float = 0.0,
@@ -126,6 +130,7 @@ class WatermarkDataModule(_Loaders):
         self.real_ratio = real_ratio
         self.synth_config = synth or SynthConfig()
         self.backgrounds = backgrounds
+        self.val_backgrounds = val_backgrounds
         # Checked on construction, so a bad value fails before any rendering.
         self.bank_options = BackgroundOptions(
             procedural_fraction, collage_fraction, color_jitter, min_zoom, shading, clutter
@@ -133,25 +138,30 @@ class WatermarkDataModule(_Loaders):
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed
 
-    def _synth(self) -> WatermarkSynth:
-        bank = BackgroundBank(self.backgrounds, **dataclasses.asdict(self.bank_options))
-        return WatermarkSynth(self.synth_config, bank)
+    def _synths(self) -> dict[str, WatermarkSynth]:
+        """One generator per split: val and test draw on `val_backgrounds` when it is set."""
+        options = dataclasses.asdict(self.bank_options)
+        train = WatermarkSynth(self.synth_config, BackgroundBank(self.backgrounds, **options))
+        held = train
+        if self.val_backgrounds is not None:
+            held = WatermarkSynth(self.synth_config, BackgroundBank(self.val_backgrounds, **options))
+        return {"train": train, "val": held, "test": held}
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.
         if self.cache == "disk":
-            synth = self._synth()
+            synths = self._synths()
             for split, n in self.sizes.items():
-                build_disk_cache(synth, split_seed(self.seed, split), n, self.cache_dir)
+                build_disk_cache(synths[split], split_seed(self.seed, split), n, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         # Built here, in the main process, so a bad backgrounds folder fails before training.
-        synth = self._synth()
+        synths = self._synths()
         self.datasets = {}
         for split, n in self.sizes.items():
-            seed = split_seed(self.seed, split)
+            seed, synth = split_seed(self.seed, split), synths[split]
             store: DiskSamples | MemorySamples | None = None
             if self.cache == "disk":  # complete after prepare_data; built here when it did not run
                 store = DiskSamples(build_disk_cache(synth, seed, n, self.cache_dir), n)

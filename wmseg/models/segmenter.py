@@ -13,6 +13,7 @@ from torchmetrics.classification import (
     BinaryF1Score,
     BinaryJaccardIndex,
     BinaryPrecision,
+    BinaryPrecisionRecallCurve,
     BinaryRecall,
 )
 
@@ -39,6 +40,11 @@ class WatermarkSegmenter(L.LightningModule):
     takes `params`, the scheduler `optimizer` and `total_steps`. `encoder_lr_scale` < 1
     trains the network's `encoder` (if it has one) at that share of the learning rate,
     which keeps more of what a pretrained encoder knows about real photos.
+
+    `calibrate_threshold`: after each validation the threshold becomes the one with the
+    best F1 on the validation split (0.01 steps), logged as `val/threshold`, and every
+    checkpoint saved after it stores that threshold for evaluation, export and predict.
+    The monitored `val/iou` stays at the constructor's threshold, comparable across runs.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class WatermarkSegmenter(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         encoder_lr_scale: float = 1.0,
+        calibrate_threshold: bool = False,
     ) -> None:
         super().__init__()
         # Only plain values go into the checkpoint, so it loads with weights_only=True;
@@ -71,6 +78,12 @@ class WatermarkSegmenter(L.LightningModule):
         self.train_metrics = _metrics("train/", threshold)
         self.val_metrics = _metrics("val/", threshold)
         self.test_metrics = _metrics("test/", threshold)
+        self.val_curve = (
+            BinaryPrecisionRecallCurve(thresholds=torch.linspace(0.01, 0.99, 99))
+            if calibrate_threshold
+            else None
+        )
+        self.calibration: dict[str, Any] | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -95,12 +108,35 @@ class WatermarkSegmenter(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, logits = self._step(batch, "val")
-        self.val_metrics.update(logits.sigmoid(), batch["mask"].int())
+        probs, target = logits.sigmoid(), batch["mask"].int()
+        self.val_metrics.update(probs, target)
+        if self.val_curve is not None:
+            self.val_curve.update(probs, target)
         return logits
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
+        if self.val_curve is not None:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        precision, recall, thresholds = self.val_curve.compute()
+        self.val_curve.reset()
+        f1 = 2 * precision[:-1] * recall[:-1] / (precision[:-1] + recall[:-1]).clamp_min(1e-12)
+        best = int(f1.argmax())
+        threshold, best_f1 = float(thresholds[best]), float(f1[best])
+        self.log_dict({"val/threshold": threshold, "val/best_f1": best_f1})
+        if self.trainer.sanity_checking:
+            return
+        # hparams go into every checkpoint saved from now on, and inference reads them.
+        self.threshold = self.hparams["threshold"] = threshold
+        self.calibration = {"source": "validation split", "threshold": threshold, "f1": best_f1}
+        self.calibration["step"] = int(self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.calibration is not None:
+            checkpoint["wmseg_threshold_calibration"] = dict(self.calibration)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, logits = self._step(batch, "test")

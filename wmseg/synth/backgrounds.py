@@ -40,22 +40,42 @@ _SKIMAGE_PHOTOS = (
 
 _MAX_SIDE = 512
 
+# `backgrounds=heldout`: bundled photos the default training bank never uses (a garage
+# and a portrait: clutter, chrome, faces), for validation on scenes a model has not seen.
+HELDOUT = "heldout"
+
+
+def _as_rgb(img: np.ndarray, max_side: int | None = _MAX_SIDE) -> np.ndarray:
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    im = Image.fromarray(np.ascontiguousarray(img[..., :3].astype(np.uint8)))
+    if max_side:
+        # Crops are resized down to training size anyway; smaller sources resize faster.
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(im)
+
 
 @lru_cache(maxsize=1)
 def bundled_photos() -> tuple[np.ndarray, ...]:
     """The scikit-image sample photos as uint8 RGB arrays."""
     import skimage.data
 
-    photos = []
-    for name in _SKIMAGE_PHOTOS:
-        img = np.asarray(getattr(skimage.data, name)())
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        im = Image.fromarray(np.ascontiguousarray(img[..., :3].astype(np.uint8)))
-        # Crops are resized down to training size anyway; smaller sources resize faster.
-        im.thumbnail((_MAX_SIDE, _MAX_SIDE), Image.Resampling.LANCZOS)
-        photos.append(np.asarray(im))
-    return tuple(photos)
+    return tuple(_as_rgb(np.asarray(getattr(skimage.data, name)())) for name in _SKIMAGE_PHOTOS)
+
+
+@lru_cache(maxsize=2)
+def heldout_photos(max_side: int | None = _MAX_SIDE) -> dict[str, np.ndarray]:
+    """Photos that ship in installed packages but never in the training bank: the
+    scikit-image stereo motorcycle pair and matplotlib's Grace Hopper portrait."""
+    import matplotlib
+    import skimage.data
+
+    left, right, _ = skimage.data.stereo_motorcycle()
+    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    with Image.open(hopper) as im:
+        portrait = np.asarray(im.convert("RGB"))
+    photos = {"motorcycle_left": left, "motorcycle_right": right, "grace_hopper": portrait}
+    return {name: _as_rgb(img, max_side) for name, img in photos.items()}
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -173,7 +193,9 @@ class BackgroundOptions:
 
 
 class BackgroundBank:
-    """Random background crops, drawn from bundled photos or from a user's folder.
+    """Random background crops, drawn from bundled photos, from the held-out bundled
+    photos (`folder="heldout"`, see `heldout_photos`; `./heldout` names a folder) or from
+    a user's folder.
 
     `procedural_fraction` of the samples are procedural textures. `collage_fraction` are
     dead-leaves collages: a photo crop with 2-8 shapes cut from other crops laid over it,
@@ -194,16 +216,20 @@ class BackgroundBank:
 
     def __init__(self, folder: str | Path | None = None, **options: float) -> None:
         self.options = BackgroundOptions(**options)
-        self.folder = None if folder is None else Path(folder).expanduser()
+        self.heldout = folder == HELDOUT
+        self.folder = None if folder is None or self.heldout else Path(folder).expanduser()
         self.files: Sequence[Path] = list_images(self.folder) if self.folder else ()
         self.skipped: set[Path] = set()
 
+    def _photos(self) -> Sequence[np.ndarray]:
+        return tuple(heldout_photos().values()) if self.heldout else bundled_photos()
+
     def __len__(self) -> int:
-        return len(self.files) if self.folder else len(bundled_photos())
+        return len(self.files) if self.folder else len(self._photos())
 
     def _load(self, rng: np.random.Generator) -> np.ndarray:
         if self.folder is None:
-            photos = bundled_photos()
+            photos = self._photos()
             return photos[int(rng.integers(len(photos)))]
         for _ in range(len(self.files)):
             path = self.files[int(rng.integers(len(self.files)))]
