@@ -8,7 +8,7 @@ from PIL import Image
 from tests.conftest import compose_config
 from wmseg.data.folder import DataError
 from wmseg.export.onnx import contract_metadata, export_onnx
-from wmseg.inference import CheckpointError, load_model
+from wmseg.inference import CheckpointError, FlipAveraged, TorchPredictor, load_model
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.checks import ConfigError
@@ -185,3 +185,20 @@ def test_large_image_runs_in_tiles_within_the_pixel_budget():
     assert len(net.shapes) >= 6 and all(n * h * w <= 128 * 128 for n, _, h, w in net.shapes)
     assert tiled.shape == whole.shape == (300, 250)
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_folder, tmp_path):
+    plain = TorchPredictor(trained_ckpt)
+    tta = FlipAveraged(plain)
+    x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    mirrored = np.ascontiguousarray(x[..., ::-1])
+    y = tta.logits(x)
+    expected = 0.5 * (plain.logits(x) + plain.logits(mirrored)[..., ::-1])
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    # A mirrored image gets the mirrored answer, which one pass alone does not give.
+    np.testing.assert_allclose(tta.logits(mirrored), y[..., ::-1], atol=1e-5)
+    assert not np.allclose(plain.logits(mirrored), plain.logits(x)[..., ::-1], atol=1e-4)
+    assert tta.threshold == plain.threshold and tta.stride == plain.stride
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    report = evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "tta=true"))
+    assert report["model"].endswith("(flip-averaged)") and report["sets"]["pairs"]["images"] == 4

@@ -2,10 +2,11 @@
 
 from wmseg.inference.batching import predict_items, predict_tiled
 from wmseg.inference.checkpoint import CheckpointError, LoadedModel, load_model
-from wmseg.inference.predictor import OnnxPredictor, Predictor, TorchPredictor
+from wmseg.inference.predictor import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor
 
 __all__ = [
     "CheckpointError",
+    "FlipAveraged",
     "LoadedModel",
     "OnnxPredictor",
     "Predictor",

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wmseg.atomic import save_png_atomic, write_atomic, write_text_atomic
 from wmseg.data.folder import DataError, Item
-from wmseg.inference import OnnxPredictor, Predictor, TorchPredictor, predict_items
+from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
 from wmseg.metrics import SegmentationMeter
@@ -28,11 +28,14 @@ COLUMNS = ("images", "mean_iou", "mean_f1", "global_iou", "precision", "recall",
 def build_predictor(cfg: DictConfig) -> Predictor:
     if (cfg.get("ckpt") is None) == (cfg.get("onnx") is None):
         raise ConfigError("give exactly one of ckpt=<path.ckpt> or onnx=<path.onnx>")
+    predictor: Predictor
     if cfg.get("onnx") is not None:
-        return OnnxPredictor(cfg.onnx, threads=cfg.get("threads", 0))
-    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    net_config = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None
-    return TorchPredictor(cfg.ckpt, device=device, net_config=net_config)
+        predictor = OnnxPredictor(cfg.onnx, threads=cfg.get("threads", 0))
+    else:
+        device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        net_config = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None
+        predictor = TorchPredictor(cfg.ckpt, device=device, net_config=net_config)
+    return FlipAveraged(predictor) if cfg.get("tta") else predictor
 
 
 def _by_size(items) -> list[int]:
@@ -158,7 +161,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
             )
         t = float(pooled["best_f1_threshold"])
-        note = {"best_f1": pooled["best_f1"], "data": OmegaConf.to_container(cfg.data, resolve=True)}
+        note = {
+            "best_f1": pooled["best_f1"],
+            "tta": bool(cfg.get("tta")),
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+        }
         report["calibrated"] = {
             "path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)),
             "threshold": t,
