@@ -129,3 +129,25 @@ def test_encoder_lr_scale_splits_param_groups_and_keeps_the_ratio():
     assert len(plain.configure_optimizers()["optimizer"].param_groups) == 1
     with pytest.raises(ValueError, match=r"model\.encoder_lr_scale"):
         WatermarkSegmenter(net, BCEDiceLoss(), optimizer=torch.optim.AdamW, encoder_lr_scale=-1)
+
+
+def test_calibrated_threshold_survives_a_resume_and_stays_put_without_calibration():
+    from wmseg.models.segmenter import WatermarkSegmenter
+
+    def module(calibrate: bool) -> WatermarkSegmenter:
+        net = WatermarkUnet("resnet18", decoder_channels=(16, 8, 8, 8, 8))
+        return WatermarkSegmenter(net, BCEDiceLoss(), torch.optim.AdamW, calibrate_threshold=calibrate)
+
+    note = {"source": "validation split", "threshold": 0.93, "f1": 0.7, "step": 400}
+    resumed = module(True)
+    resumed.on_load_checkpoint({"wmseg_threshold_calibration": note})
+    assert resumed.threshold == resumed.hparams["threshold"] == pytest.approx(0.93)
+    saved: dict = {}
+    resumed.on_save_checkpoint(saved)
+    assert saved["wmseg_threshold_calibration"] == note
+    # Without calibration the constructor's threshold holds and no note is written.
+    plain = module(False)
+    plain.on_load_checkpoint({"wmseg_threshold_calibration": note})
+    assert plain.threshold == plain.hparams["threshold"] == 0.5
+    plain.on_save_checkpoint(saved := {})
+    assert "wmseg_threshold_calibration" not in saved

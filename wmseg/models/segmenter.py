@@ -138,6 +138,13 @@ class WatermarkSegmenter(L.LightningModule):
         if self.calibration is not None:
             checkpoint["wmseg_threshold_calibration"] = dict(self.calibration)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A resumed run keeps its calibrated threshold until its next validation.
+        note = checkpoint.get("wmseg_threshold_calibration")
+        if self.val_curve is not None and note and note.get("source") == "validation split":
+            self.calibration = dict(note)
+            self.threshold = self.hparams["threshold"] = float(note["threshold"])
+
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, logits = self._step(batch, "test")
         self.test_metrics.update(logits.sigmoid(), batch["mask"].int())
