@@ -38,20 +38,27 @@ def main() -> None:
     args = parser.parse_args()
 
     log = pd.read_csv(args.run_dir / "csv" / "metrics.csv")
-    val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss"]]
+    # val/threshold and val/best_f1 exist when the run calibrated its threshold.
+    extra = [c for c in ("val/best_f1", "val/threshold") if c in log]
+    val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss", *extra]]
     train = log.dropna(subset=["train/loss"])[["step", "train/loss"]]
     overrides = yaml.safe_load((args.run_dir / ".hydra" / "overrides.yaml").read_text())
     best = max(args.run_dir.glob("checkpoints/step*.ckpt"), key=lambda p: float(p.stem.split("iou")[-1]))
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
     test = log.dropna(subset=["test/iou"]) if "test/iou" in log else pd.DataFrame()
     record = {
         "command": args.command + "".join(f" {o}" for o in overrides),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}",
         "wall_seconds": args.wall,
-        "steps": int(ckpt["global_step"]) if best else None,
+        # The run's length (last.ckpt), not the step of the best checkpoint.
+        "steps": int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+        if (last := args.run_dir / "checkpoints" / "last.ckpt").is_file()
+        else int(ckpt["global_step"]),
+        "best_step": int(ckpt["global_step"]),
         "best_checkpoint": best.name,
         "best_val_iou": float(val["val/iou"].max()),
         "test_iou_best_ckpt": float(test["test/iou"].iloc[-1]) if len(test) else None,
+        "stored_threshold": float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5)),
         "val_curve": val.to_dict(orient="list"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -59,6 +66,8 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(val["step"], val["val/iou"], "o-", label="val/iou")
+    if "val/best_f1" in val:
+        ax.plot(val["step"], val["val/best_f1"], "s--", label="val/best_f1 (at val/threshold)")
     ax.plot(
         train["step"], train["train/loss"].rolling(5, min_periods=1).mean(), alpha=0.6, label="train/loss"
     )
@@ -69,16 +78,19 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out / f"{args.name}.png", dpi=100)
 
+    columns = ["val/iou", "val/f1", *extra]
     rows = "\n".join(
-        f"| {int(s)} | {i:.4f} | {f:.4f} |"
-        for s, i, f in zip(val["step"], val["val/iou"], val["val/f1"], strict=True)
+        f"| {int(row['step'])} | " + " | ".join(f"{row[c]:.4f}" for c in columns) + " |"
+        for _, row in val.iterrows()
     )
     (args.out / f"{args.name}.md").write_text(
         f"# {args.name}\n\n- command: `{record['command']}`\n- machine: {record['machine']}\n"
         f"- wall time: {args.wall:.0f} s ({args.wall / 60:.1f} min), {record['steps']} steps\n"
-        f"- best val/iou: {record['best_val_iou']:.4f} ({best.name}); "
-        f"test/iou of that checkpoint: {record['test_iou_best_ckpt']}\n\n"
-        f"| step | val/iou | val/f1 |\n|---|---|---|\n{rows}\n\n![curve]({args.name}.png)\n"
+        f"- best val/iou: {record['best_val_iou']:.4f} ({best.name}, step {record['best_step']}); "
+        f"test/iou of that checkpoint: {record['test_iou_best_ckpt']}; "
+        f"its stored threshold: {record['stored_threshold']:.2f}\n\n"
+        f"| step | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n\n"
+        f"![curve]({args.name}.png)\n"
     )
     print(json.dumps({k: v for k, v in record.items() if k != "val_curve"}, indent=2))
 
