@@ -12,9 +12,12 @@ from wmseg.data.datamodule import WatermarkDataModule
 from wmseg.synth import SynthConfig, WatermarkSynth
 
 
-def _dm(tmp_path, cache: str, workers: int = 0, size: int = 32, **kw) -> WatermarkDataModule:
+def _dm(
+    tmp_path, cache: str, workers: int = 0, size: int = 32, val_backgrounds=None, **kw
+) -> WatermarkDataModule:
     dm = WatermarkDataModule(
         synth=SynthConfig(size=size, **kw),
+        val_backgrounds=val_backgrounds,
         train_size=10,
         val_size=6,
         test_size=6,
@@ -132,3 +135,16 @@ def test_key_tells_heldout_photos_from_bundled():
         return cache_key(WatermarkSynth(SynthConfig(size=32), BackgroundBank(folder)), 0, 4)[0]
 
     assert key("heldout") == key("heldout") != key()
+
+
+def test_heldout_val_split_same_bytes_in_every_cache_mode_and_apart_from_train(tmp_path):
+    ref = _val_batches(_dm(tmp_path, "none", val_backgrounds="heldout"))
+    for cache in ("memory", "disk"):
+        got = _val_batches(_dm(tmp_path, cache, val_backgrounds="heldout"))
+        for a, b in zip(ref, got, strict=True):
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]), cache
+    # Only val and test change: the train split is the default one, byte for byte.
+    plain, held = _dm(tmp_path, "disk"), _dm(tmp_path, "disk", val_backgrounds="heldout")
+    assert torch.equal(plain.datasets["train"][3]["image"], held.datasets["train"][3]["image"])
+    assert not torch.equal(_val_batches(plain)[0]["image"], ref[0]["image"])
+    assert len(list((tmp_path / "cache").iterdir())) == 5  # train, 2 val and 2 test caches
