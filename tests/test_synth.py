@@ -342,7 +342,7 @@ def test_heldout_bank_draws_only_photos_training_never_sees():
     assert len(held) == len(heldout_photos()) == 3
     sources = {img.tobytes() for img in heldout_photos().values()}
     assert sources.isdisjoint(img.tobytes() for img in bundled_photos())
-    # A crop of the whole short side, unflipped, is a resized held-out photo.
+    # Every photo the bank loads is one of the held-out photos, as they are.
     rng = np.random.default_rng(0)
     loaded = [held._load(rng) for _ in range(12)]
     assert all(img.tobytes() in sources for img in loaded)

@@ -80,7 +80,6 @@ class FlipAveraged:
         self.name = f"{predictor.name} (flip-averaged)"
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        mirrored = np.ascontiguousarray(batch[..., ::-1])
-        both = self.predictor.logits(np.concatenate([batch, mirrored]))
-        n = batch.shape[0]
-        return 0.5 * (both[:n] + both[n:][..., ::-1])
+        # Two calls, not one doubled batch: the caller sized `batch` to its pixel budget.
+        mirrored = self.predictor.logits(np.ascontiguousarray(batch[..., ::-1]))
+        return 0.5 * (self.predictor.logits(batch) + mirrored[..., ::-1])

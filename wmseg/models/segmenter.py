@@ -131,8 +131,12 @@ class WatermarkSegmenter(L.LightningModule):
             return
         # hparams go into every checkpoint saved from now on, and inference reads them.
         self.threshold = self.hparams["threshold"] = threshold
-        self.calibration = {"source": "validation split", "threshold": threshold, "f1": best_f1}
-        self.calibration["step"] = int(self.global_step)
+        self.calibration = {
+            "source": "validation split",
+            "threshold": threshold,
+            "f1": best_f1,
+            "step": int(self.global_step),
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.calibration is not None:
