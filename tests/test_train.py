@@ -80,5 +80,7 @@ def test_bad_values_fail_before_training(make_cfg):
         train(make_cfg("data.batch_size=0"))
     with pytest.raises(ConfigError, match=r"data\.backgrounds"):
         train(make_cfg("data.backgrounds=/no/such/folder"))
+    with pytest.raises(ConfigError, match=r"data\.val_backgrounds=/no/such/folder .*val_backgrounds=heldout"):
+        train(make_cfg("data.val_backgrounds=/no/such/folder"))
     with pytest.raises(ConfigError, match="ckpt_path"):
         train(make_cfg("ckpt_path=/no/such/last.ckpt"))

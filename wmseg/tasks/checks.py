@@ -17,6 +17,8 @@ def _get(cfg: DictConfig, key: str) -> object:
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; cheap, so it runs before imports of data."""
+    from wmseg.synth.backgrounds import HELDOUT  # here: the module stays free of the synthesis
+
     for key in ("model.optimizer.lr", "data.batch_size", "trainer.accumulate_grad_batches"):
         value = _get(cfg, key)
         if value is not None and not (isinstance(value, int | float) and value > 0):
@@ -24,11 +26,19 @@ def check_run_config(cfg: DictConfig) -> None:
     clip = _get(cfg, "trainer.gradient_clip_val")
     if clip is not None and not (isinstance(clip, int | float) and clip >= 0):
         raise ConfigError(f"trainer.gradient_clip_val must be >= 0 or null, got {clip!r}")
-    backgrounds = _get(cfg, "data.backgrounds")
-    if backgrounds is not None and not Path(str(backgrounds)).expanduser().is_dir():
+    # (key, names it takes besides a folder, what null means)
+    folders = (
+        ("data.backgrounds", (), "the bundled default"),
+        ("data.val_backgrounds", (HELDOUT,), "the train photos"),
+    )
+    for key, names, default in folders:
+        folder = _get(cfg, key)
+        if folder is None or folder in names or Path(str(folder)).expanduser().is_dir():
+            continue
+        also = "".join(f", {key}={name} (bundled photos training never sees)" for name in names)
         raise ConfigError(
-            f"data.backgrounds={backgrounds} is not a folder: point it at a folder of clean "
-            "photos, or set data.backgrounds=null for the bundled default"
+            f"{key}={folder} is not a folder: point it at a folder of clean photos{also}, "
+            f"or set {key}=null for {default}"
         )
     ckpt = _get(cfg, "ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
