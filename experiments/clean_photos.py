@@ -8,9 +8,11 @@ Sources ship inside installed packages: scikit-image's stereo motorcycle pair an
 matplotlib's Grace Hopper portrait. Not an evaluation set of watermarks: a false-positive
 check that may guide recipes without touching ../shared/eval.
 
-`--marked DIR` also writes `--count` 384 px crops of the same photos with synthetic marks
-of every style (one fixed synthesis setting, whatever the recipe): IoU there measures
-how marks are found on real photo content that training never saw.
+`--marked DIR` also writes `--count` `--size` px (384) crops of the same photos with
+synthetic marks of every style (one fixed synthesis setting, whatever the recipe): IoU
+there measures how marks are found on real photo content that training never saw.
+Marks are sized relative to the crop, so `--size 1024` stands for a full-size photo
+(the photo upsampled, the marks sharp), for choosing evaluate's `long_side`.
 
     python experiments/clean_photos.py /tmp/clean_real --marked /tmp/marked_real
     python evaluate.py ckpt=<best> data=folder data.root=/tmp/marked_real
@@ -19,6 +21,7 @@ how marks are found on real photo content that training never saw.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +54,15 @@ def make_layout(out: Path) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
 
 
-def write_marked(photos: Path, out: Path, count: int) -> None:
+def write_marked(photos: Path, out: Path, count: int, size: int = MARKED.size) -> None:
     make_layout(out)
-    synth = WatermarkSynth(MARKED, BackgroundBank(photos, procedural_fraction=0.0))
+    config = dataclasses.replace(MARKED, size=size)
+    synth = WatermarkSynth(config, BackgroundBank(photos, procedural_fraction=0.0))
     for i in range(count):
         sample = synth.render(seed=2024, index=i)
         Image.fromarray(sample.image).save(out / "images" / f"marked_{i:03d}.png")
         Image.fromarray(sample.mask * 255).save(out / "masks" / f"marked_{i:03d}.png")
-    print(f"{count} marked crops of those photos in {out}")
+    print(f"{count} marked {size} px crops of those photos in {out}")
 
 
 def main() -> None:
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--marked", type=Path, default=None, help="also write marked crops here")
     parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--size", type=int, default=MARKED.size, help="side of the marked crops")
     args = parser.parse_args()
     out = args.out
     make_layout(out)
@@ -76,7 +81,7 @@ def main() -> None:
         Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(out / "masks" / f"{name}.png")
     print(f"{len(photos)} clean photos with empty masks in {out}")
     if args.marked:
-        write_marked(out / "images", args.marked, args.count)
+        write_marked(out / "images", args.marked, args.count, args.size)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,36 @@ def test_large_image_runs_in_tiles_within_the_pixel_budget():
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
+def test_long_side_runs_large_images_small_and_answers_at_full_size(trained_ckpt, pairs_folder, tmp_path):
+    from wmseg.inference.batching import predict_items
+
+    # Two flat halves: a pixelwise net gives each half one value at any scale.
+    image = np.zeros((300, 250, 3), np.uint8)
+    image[:, :125] = (200, 40, 90)
+    image[:, 125:] = (10, 220, 160)
+    net = PixelwiseNet()
+    (_, full), *_ = predict_items(net, [("a", image)])
+    net.shapes.clear()
+    (_, small), *_ = predict_items(net, [("a", image)], long_side=150)
+    assert net.shapes == [(1, 3, 160, 128)]  # 150x125, padded to the stride
+    assert small.shape == (300, 250)
+    np.testing.assert_allclose(small[:, :100], full[:, :100], atol=1e-5)
+    np.testing.assert_allclose(small[:, 150:], full[:, 150:], atol=1e-5)
+    assert not np.allclose(full[:, :100], full[:, 150:])  # the halves do differ
+    # Images already that small run as they are.
+    net.shapes.clear()
+    (_, same), *_ = predict_items(net, [("a", image)], long_side=400)
+    assert net.shapes == [(1, 3, 320, 256)]
+    np.testing.assert_array_equal(same, full)
+
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    report = evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "long_side=64"))
+    assert report["long_side"] == 64 and report["sets"]["pairs"]["images"] == 4
+    assert "long side 64 px" in (tmp_path / "eval" / "report.md").read_text()
+    with pytest.raises(ConfigError, match="long_side=8"):
+        evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "long_side=8"))
+
+
 def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_folder, tmp_path):
     plain = TorchPredictor(trained_ckpt)
     tta = FlipAveraged(plain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from wmseg.inference.predictor import Predictor
 
@@ -20,6 +21,24 @@ def _padded(shape: tuple[int, ...], stride: int) -> tuple[int, int]:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
+    """`image` resized (antialiased) so its long side is `long_side`; as it is if already
+    that small or `long_side` is None."""
+    h, w = image.shape[:2]
+    if long_side is None or max(h, w) <= long_side:
+        return image
+    f = long_side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def _enlarge(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if prob.shape == tuple(shape[:2]):
+        return prob
+    size = (shape[1], shape[0])
+    return np.array(Image.fromarray(prob.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
 
 
 def predict_tiled(
@@ -54,8 +73,12 @@ def predict_items(
     images: Iterable[tuple[object, np.ndarray]],
     max_pixels: int = 4_000_000,
     order: Sequence[int] | None = None,
+    long_side: int | None = None,
 ) -> Iterator[tuple[object, np.ndarray]]:
     """Yield (key, probabilities (H, W)) for each (key, uint8 image (H, W, 3)).
+
+    With `long_side`, larger images run at that size (the scale a model was trained to
+    see marks at) and their probabilities are resized back to the image's own size.
 
     Consecutive images with the same padded shape share a batch of at most
     `max_pixels` pixels (sort them by size first for full batches); each is
@@ -70,23 +93,25 @@ def predict_items(
         stack = np.stack(
             [
                 np.pad(_to_chw(img), ((0, 0), (0, ph - img.shape[0]), (0, pw - img.shape[1])), mode="edge")
-                for _, img in batch
+                for _, img, _ in batch
             ]
         )
         logits = predictor.logits(stack)
-        for (key, img), out in zip(batch, logits, strict=True):
-            yield key, _sigmoid(out[0, : img.shape[0], : img.shape[1]])
+        for (key, img, shape), out in zip(batch, logits, strict=True):
+            yield key, _enlarge(_sigmoid(out[0, : img.shape[0], : img.shape[1]]), shape)
         batch.clear()
 
-    for key, image in images:
+    for key, original in images:
+        image = shrink(original, long_side)
         if image.shape[0] * image.shape[1] > max_pixels:
-            yield key, predict_tiled(predictor, image, tile=int(np.sqrt(max_pixels)))
+            prob = predict_tiled(predictor, image, tile=int(np.sqrt(max_pixels)))
+            yield key, _enlarge(prob, original.shape)
             continue
         padded = _padded(image.shape, s)
         if batch and (
             padded != _padded(batch[0][1].shape, s) or (len(batch) + 1) * padded[0] * padded[1] > max_pixels
         ):
             yield from flush()
-        batch.append((key, image))
+        batch.append((key, image, original.shape))
     if batch:
         yield from flush()

@@ -124,6 +124,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
+    long_side = cfg.get("long_side")
+    if long_side is not None and (not isinstance(long_side, int) or long_side < predictor.stride):
+        raise ConfigError(
+            f"long_side={long_side}: give a whole number of pixels >= {predictor.stride}, or null"
+        )
     datamodule = hydra.utils.instantiate(cfg.data)
     out_dir = Path(cfg.paths.output_dir)
     bad: list[dict[str, str]] = []
@@ -135,7 +140,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         meter = SegmentationMeter(threshold)
         group = getattr(items, "group", "set")
         pairs = _load(items, _by_size(items), cfg.skip_bad, bad)
-        for (i, item), prob in predict_items(predictor, pairs, max_pixels=int(cfg.max_pixels)):
+        predicted = predict_items(predictor, pairs, max_pixels=int(cfg.max_pixels), long_side=long_side)
+        for (i, item), prob in predicted:
             score = meter.update(item.group, item.name, prob, item.mask)
             overall.update(item.group, item.name, prob, item.mask)
             if score.iou is not None:
@@ -150,6 +156,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "model": predictor.name,
         "threshold": threshold,
         "threshold_source": "threshold=" if cfg.get("threshold") is not None else "model",
+        "long_side": long_side,
         "sets": results,
         "per_image": [s.__dict__ for s in overall.images],
         "bad_files": bad,
@@ -164,6 +171,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         note = {
             "best_f1": pooled["best_f1"],
             "tta": bool(cfg.get("tta")),
+            "long_side": long_side,
             "data": OmegaConf.to_container(cfg.data, resolve=True),
         }
         report["calibrated"] = {
@@ -177,7 +185,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     md = (
         f"# Evaluation of {predictor.name}\n\nthreshold {threshold:.3f} ({report['threshold_source']}); "
-        f"best-F1 threshold per set: {best_t}\n\n{table}\n"
+        f"best-F1 threshold per set: {best_t}; "
+        f"images run at {'full size' if long_side is None else f'long side {long_side} px'}\n\n{table}\n"
     )
     if bad:
         md += "\n## Skipped files\n\n" + "\n".join(f"- {b['file']}: {b['error']}" for b in bad) + "\n"
@@ -190,7 +199,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         rows = []
         for _, items, i in picks:
             item = items[i]
-            (_, prob), *_ = predict_items(predictor, [(i, item.image)], max_pixels=int(cfg.max_pixels))
+            (_, prob), *_ = predict_items(
+                predictor, [(i, item.image)], max_pixels=int(cfg.max_pixels), long_side=long_side
+            )
             rows.append(_overlay_row(item, prob, threshold))
         save_png_atomic(stack_rows(rows), out_dir / "overlays_worst_best.png")
     print(table)
