@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -72,7 +72,6 @@ def predict_items(
     predictor: Predictor,
     images: Iterable[tuple[object, np.ndarray]],
     max_pixels: int = 4_000_000,
-    order: Sequence[int] | None = None,
     long_side: int | None = None,
 ) -> Iterator[tuple[object, np.ndarray]]:
     """Yield (key, probabilities (H, W)) for each (key, uint8 image (H, W, 3)).
