@@ -23,15 +23,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
+def _shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
     """`image` resized (antialiased) so its long side is `long_side`; as it is if already
     that small or `long_side` is None."""
-    h, w = image.shape[:2]
-    if long_side is None or max(h, w) <= long_side:
+    if long_side is None or max(image.shape[:2]) <= long_side:
         return image
-    f = long_side / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    im = Image.fromarray(image)
+    # One plain bilinear resize: no draft/reduce shortcut, so the result is exact.
+    im.thumbnail((long_side, long_side), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(im)
 
 
 def _enlarge(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -101,7 +101,7 @@ def predict_items(
         batch.clear()
 
     for key, original in images:
-        image = shrink(original, long_side)
+        image = _shrink(original, long_side)
         if image.shape[0] * image.shape[1] > max_pixels:
             prob = predict_tiled(predictor, image, tile=int(np.sqrt(max_pixels)))
             yield key, _enlarge(prob, original.shape)
