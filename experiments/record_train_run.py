@@ -50,10 +50,9 @@ def main() -> None:
         "command": args.command + "".join(f" {o}" for o in overrides),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}",
         "wall_seconds": args.wall,
-        # The run's length (last.ckpt), not the step of the best checkpoint.
-        "steps": int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
-        if (last := args.run_dir / "checkpoints" / "last.ckpt").is_file()
-        else int(ckpt["global_step"]),
+        # The run's length up to its last training or validation log, not the step of the
+        # best checkpoint: Lightning logs the N-th optimizer step's metrics at step N - 1.
+        "steps": int(max(train["step"].max(), val["step"].max())) + 1,
         "best_step": int(ckpt["global_step"]),
         "best_checkpoint": best.name,
         "best_val_iou": float(val["val/iou"].max()),

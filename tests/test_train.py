@@ -46,6 +46,26 @@ def test_debug_limit_writes_checkpoints_with_config(make_cfg, tmp_path):
     assert {"train/loss", "val/iou", "val/f1", "val/precision", "val/recall", "test/iou"} <= set(log.columns)
 
 
+def test_last_checkpoint_is_written_at_every_validation_whatever_the_score(make_cfg, tmp_path):
+    # Scored by the step, lowest best: only the first validation (step 2) is a top-k save,
+    # after which Lightning's own save_last would write no newer last.ckpt.
+    cfg = make_cfg(
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "trainer.max_steps=5",
+        "trainer.val_check_interval=2",
+        "callbacks.model_checkpoint.monitor=step",
+        "callbacks.model_checkpoint.mode=min",
+        "callbacks.model_checkpoint.save_top_k=1",
+        "callbacks.model_checkpoint.filename=best",
+        "test=false",
+    )
+    train(cfg)
+    ckpts = tmp_path / "checkpoints"
+    steps = {p.name: torch.load(p, weights_only=True)["global_step"] for p in ckpts.iterdir()}
+    assert steps == {"best.ckpt": 2, "last.ckpt": 4}  # validations at steps 2 and 4
+
+
 def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_cfg, tmp_path):
     from wmseg.inference.checkpoint import load_model
 
