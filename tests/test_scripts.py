@@ -56,12 +56,16 @@ def test_ddp_sim_two_processes(tmp_path):
         *TINY_CLI,
         "trainer.accelerator=cpu",
         "trainer.devices=2",
+        "callbacks=[default,ema]",
     ]
     out = run_script([*args, f"hydra.run.dir={tmp_path}/run"], tmp_path, timeout=400, start_new_session=True)
     assert out.returncode == 0, out.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     # 2 ranks x 4 images a batch: each rank sees half of the 6 limited batches' data per epoch.
     assert ckpt["global_step"] == 12
+    # The EMA callback ran under DDP: averaged weights to load, raw ones to resume from.
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if averaged[k].is_floating_point())
     assert "distributed_backend=gloo" in out.stderr + out.stdout
     # Rank-0-only callbacks ran without deadlocking the ranks (this used to hang in validation).
     assert sorted(p.name for p in (tmp_path / "run").rglob("overlays/*.png")) == [
