@@ -138,5 +138,6 @@ def test_ema_checkpoints_hold_averaged_weights_and_test_uses_them(make_cfg, tmp_
         return results[0]["test/loss"]
 
     # train.py's test figure is the saved (averaged) model's, not the raw weights'.
-    assert metrics["test/loss"] == pytest.approx(test_loss(averaged), rel=1e-5)
-    assert test_loss(raw) != pytest.approx(test_loss(averaged), rel=1e-3)
+    averaged_loss = test_loss(averaged)
+    assert metrics["test/loss"] == pytest.approx(averaged_loss, rel=1e-5)
+    assert test_loss(raw) != pytest.approx(averaged_loss, rel=1e-3)
