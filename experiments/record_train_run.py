@@ -1,4 +1,4 @@
-"""Record a finished training run: command, machine, wall time, the val/iou curve.
+"""Record a finished training run: command, machine, wall time, the validation curves.
 
     /usr/bin/time -f %e -o wall.txt python train.py     # the run to record
     python experiments/record_train_run.py logs/train/runs/<date> --wall "$(cat wall.txt)" \
@@ -26,6 +26,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def best_checkpoint(checkpoints: Path) -> Path:
+    """The best checkpoint as the run's ModelCheckpoint chose it (its state in last.ckpt)."""
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    for key, state in last["callbacks"].items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
+            return checkpoints / Path(state["best_model_path"]).name
+    raise SystemExit(f"{checkpoints / 'last.ckpt'} names no best checkpoint (was a top-k one saved?)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -43,7 +52,8 @@ def main() -> None:
     val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss", *extra]]
     train = log.dropna(subset=["train/loss"])[["step", "train/loss"]]
     overrides = yaml.safe_load((args.run_dir / ".hydra" / "overrides.yaml").read_text())
-    best = max(args.run_dir.glob("checkpoints/step*.ckpt"), key=lambda p: float(p.stem.split("iou")[-1]))
+    monitor = yaml.safe_load((args.run_dir / ".hydra" / "config.yaml").read_text()).get("monitor", "val/iou")
+    best = best_checkpoint(args.run_dir / "checkpoints")
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     test = log.dropna(subset=["test/iou"]) if "test/iou" in log else pd.DataFrame()
     record = {
@@ -55,6 +65,8 @@ def main() -> None:
         "steps": int(max(train["step"].max(), val["step"].max())) + 1,
         "best_step": int(ckpt["global_step"]),
         "best_checkpoint": best.name,
+        "monitor": monitor,
+        "best_score": float(val[monitor].max()) if monitor in val else None,
         "best_val_iou": float(val["val/iou"].max()),
         "test_iou_best_ckpt": float(test["test/iou"].iloc[-1]) if len(test) else None,
         "stored_threshold": float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5)),
@@ -73,7 +85,7 @@ def main() -> None:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"{args.name}: best val/iou {record['best_val_iou']:.3f} in {args.wall / 60:.1f} min")
+    ax.set_title(f"{args.name}: best {monitor} {record['best_score']:.3f} in {args.wall / 60:.1f} min")
     fig.tight_layout()
     fig.savefig(args.out / f"{args.name}.png", dpi=100)
 
@@ -85,7 +97,8 @@ def main() -> None:
     (args.out / f"{args.name}.md").write_text(
         f"# {args.name}\n\n- command: `{record['command']}`\n- machine: {record['machine']}\n"
         f"- wall time: {args.wall:.0f} s ({args.wall / 60:.1f} min), {record['steps']} steps\n"
-        f"- best val/iou: {record['best_val_iou']:.4f} ({best.name}, step {record['best_step']}); "
+        f"- best {monitor} (the monitored metric): {record['best_score']:.4f} ({best.name}, "
+        f"step {record['best_step']}); best val/iou: {record['best_val_iou']:.4f}; "
         f"test/iou of that checkpoint: {record['test_iou_best_ckpt']}; "
         f"its stored threshold: {record['stored_threshold']:.2f}\n\n"
         f"| step | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n\n"

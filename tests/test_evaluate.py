@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchmetrics.classification import BinaryPrecisionRecallCurve
 
 from tests.conftest import compose_config
 from wmseg.data.folder import DataError
 from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.inference import CheckpointError, FlipAveraged, TorchPredictor, load_model
 from wmseg.inference.checkpoint import read_checkpoint
-from wmseg.metrics import SegmentationMeter
+from wmseg.metrics import SegmentationMeter, f1_best_threshold
 from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.evaluate import evaluate
 
@@ -43,6 +44,18 @@ def _eval_cfg(tmp_path, *overrides):
 
 
 @pytest.mark.slow
+def test_f1_best_threshold_skips_thresholds_above_every_probability():
+    # An under-confident model (an early weight average): nothing reaches 0.41, where
+    # torchmetrics' precision is NaN. Training's calibration once stored such a NaN.
+    curve = BinaryPrecisionRecallCurve(thresholds=torch.linspace(0.01, 0.99, 99))
+    curve.update(torch.tensor([0.4, 0.3, 0.35, 0.1]), torch.tensor([1, 1, 0, 0]))
+    precision, recall, thresholds = curve.compute()
+    assert precision.isnan().any()
+    threshold, f1 = f1_best_threshold(precision, recall, thresholds)
+    # Thresholds 0.11-0.30 mark 0.4, 0.35 and 0.3: precision 2/3, recall 1.
+    assert f1 == pytest.approx(0.8) and threshold == pytest.approx(0.11)
+
+
 def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, pairs_folder, tmp_path):
     loaded = load_model(trained_ckpt)
     meta = contract_metadata(loaded.threshold, loaded.net.stride, loaded.config["model"]["net"])

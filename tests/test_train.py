@@ -46,6 +46,20 @@ def test_debug_limit_writes_checkpoints_with_config(make_cfg, tmp_path):
     assert {"train/loss", "val/iou", "val/f1", "val/precision", "val/recall", "test/iou"} <= set(log.columns)
 
 
+def test_checkpoints_are_named_and_chosen_by_the_monitored_metric(make_cfg, tmp_path):
+    cfg = make_cfg("debug=limit", "monitor=val/best_f1", "model.calibrate_threshold=true")
+    metrics = train(cfg)
+    log = pd.read_csv(tmp_path / "csv" / "metrics.csv").dropna(subset=["val/best_f1"])
+    best = Path(metrics["best_model_path"])
+    # The label and the score in the name are the monitored metric's, not val/iou's.
+    step = torch.load(best, map_location="cpu", weights_only=True)["global_step"]
+    assert best.name == f"step{step:06d}-best_f1{log['val/best_f1'].max():.4f}.ckpt"
+    assert metrics["best_model_score"] == pytest.approx(log["val/best_f1"].max())
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    callbacks = last["callbacks"]
+    assert any("'monitor': 'val/best_f1'" in key for key in callbacks if key.startswith("EarlyStopping"))
+
+
 def test_last_checkpoint_is_written_at_every_validation_whatever_the_score(make_cfg, tmp_path):
     # Scored by the step, lowest best: only the first validation (step 2) is a top-k save,
     # after which Lightning's own save_last would write no newer last.ckpt.

@@ -1,5 +1,5 @@
 """Evaluation metrics (torchmetrics), no Lightning."""
 
-from wmseg.metrics.segmentation import ImageScore, SegmentationMeter
+from wmseg.metrics.segmentation import ImageScore, SegmentationMeter, f1_best_threshold
 
-__all__ = ["ImageScore", "SegmentationMeter"]
+__all__ = ["ImageScore", "SegmentationMeter", "f1_best_threshold"]

@@ -15,6 +15,20 @@ from torchmetrics.classification import BinaryPrecisionRecallCurve, BinaryStatSc
 from torchmetrics.functional.classification import binary_f1_score, binary_jaccard_index
 
 
+def f1_best_threshold(
+    precision: torch.Tensor, recall: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[float, float]:
+    """(threshold, F1) where a precision-recall curve's F1 is highest.
+
+    Thresholds above every probability have no predicted pixels: torchmetrics gives NaN
+    precision there, and argmax would pick the NaN. They score F1 0.
+    """
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    f1 = torch.nan_to_num(f1, nan=0.0)[: len(thresholds)]  # the last PR point has no threshold
+    best = int(f1.argmax())
+    return float(thresholds[best]), float(f1[best])
+
+
 @dataclass
 class ImageScore:
     group: str
@@ -63,12 +77,7 @@ class SegmentationMeter:
 
     def compute(self) -> dict[str, float | int | None]:
         tp, fp, _tn, fn, _ = (int(x) for x in self.stats.compute())
-        precision, recall, thresholds = self.pr.compute()
-        f1_curve = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
-        # Thresholds above every probability have no predicted pixels: precision is NaN
-        # there, and argmax would pick NaN. They score F1 0.
-        f1_curve = torch.nan_to_num(f1_curve, nan=0.0)
-        best = int(f1_curve[:-1].argmax())  # the last PR point has no threshold
+        best_threshold, best_f1 = f1_best_threshold(*self.pr.compute())
         marked = [s for s in self.images if s.iou is not None]
         empty = [s for s in self.images if s.iou is None]
         return {
@@ -81,8 +90,8 @@ class SegmentationMeter:
             "precision": tp / max(tp + fp, 1),
             "recall": tp / max(tp + fn, 1),
             "empty_fp_rate": float(np.mean([s.fp_rate for s in empty])) if empty else None,
-            "best_f1_threshold": float(thresholds[best]),
-            "best_f1": float(f1_curve[best]),
+            "best_f1_threshold": best_threshold,
+            "best_f1": best_f1,
         }
 
     def pr_curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

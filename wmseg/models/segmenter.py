@@ -17,6 +17,8 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
+from wmseg.metrics import f1_best_threshold
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -121,11 +123,8 @@ class WatermarkSegmenter(L.LightningModule):
             self._calibrate()
 
     def _calibrate(self) -> None:
-        precision, recall, thresholds = self.val_curve.compute()
+        threshold, best_f1 = f1_best_threshold(*self.val_curve.compute())
         self.val_curve.reset()
-        f1 = 2 * precision[:-1] * recall[:-1] / (precision[:-1] + recall[:-1]).clamp_min(1e-12)
-        best = int(f1.argmax())
-        threshold, best_f1 = float(thresholds[best]), float(f1[best])
         self.log_dict({"val/threshold": threshold, "val/best_f1": best_f1})
         if self.trainer.sanity_checking:
             return
