@@ -29,6 +29,12 @@ def test_unknown_override_is_named(tmp_path):
     assert "no_such_key" in out.stderr and "+trainer.no_such_key" in out.stderr
 
 
+def test_resolved_config_prints_checkpoint_names_of_the_monitored_metric(tmp_path):
+    out = run_script(["train.py", "--cfg", "job", "--resolve", "monitor=val/best_f1"], tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "filename: step{step:06d}-best_f1{val/best_f1:.4f}" in out.stdout
+
+
 def test_bad_value_message_names_key(tmp_path):
     out = run_script(["train.py", "model.optimizer.lr=-1", *TINY_CLI], tmp_path, timeout=120)
     assert out.returncode != 0
