@@ -118,6 +118,8 @@ def test_bad_values_fail_before_training(make_cfg):
         train(make_cfg("data.val_backgrounds=/no/such/folder"))
     with pytest.raises(ConfigError, match="ckpt_path"):
         train(make_cfg("ckpt_path=/no/such/last.ckpt"))
+    with pytest.raises(ConfigError, match=r"monitor=val/best_f1 .*model\.calibrate_threshold=true"):
+        train(make_cfg("monitor=val/best_f1"))
 
 
 @pytest.mark.parametrize(

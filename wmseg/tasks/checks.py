@@ -43,6 +43,13 @@ def check_run_config(cfg: DictConfig) -> None:
     ckpt = _get(cfg, "ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
         raise ConfigError(f"ckpt_path={ckpt} does not exist: pass the path of a .ckpt file to resume from")
+    # Logged only by a calibrating model: Lightning's own error would not name the fix.
+    monitor = _get(cfg, "monitor")
+    if monitor in ("val/best_f1", "val/threshold") and not _get(cfg, "model.calibrate_threshold"):
+        raise ConfigError(
+            f"monitor={monitor} is logged only with model.calibrate_threshold=true: "
+            "add it, or monitor val/iou"
+        )
     for key in ("train", "test"):
         if not isinstance(_get(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {_get(cfg, key)!r}")
