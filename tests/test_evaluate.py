@@ -43,7 +43,6 @@ def _eval_cfg(tmp_path, *overrides):
     return compose_config(tmp_path / "eval", list(overrides), config_name="evaluate")
 
 
-@pytest.mark.slow
 def test_f1_best_threshold_skips_thresholds_above_every_probability():
     # An under-confident model (an early weight average): nothing reaches 0.41, where
     # torchmetrics' precision is NaN. Training's calibration once stored such a NaN.
@@ -56,6 +55,7 @@ def test_f1_best_threshold_skips_thresholds_above_every_probability():
     assert f1 == pytest.approx(0.8) and threshold == pytest.approx(0.11)
 
 
+@pytest.mark.slow
 def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, pairs_folder, tmp_path):
     loaded = load_model(trained_ckpt)
     meta = contract_metadata(loaded.threshold, loaded.net.stride, loaded.config["model"]["net"])
