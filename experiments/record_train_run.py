@@ -26,12 +26,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def best_checkpoint(checkpoints: Path) -> Path:
-    """The best checkpoint as the run's ModelCheckpoint chose it (its state in last.ckpt)."""
+def best_checkpoint(checkpoints: Path) -> tuple[Path, str, float]:
+    """(file, monitored metric, score) of the best checkpoint, as the run's monitoring
+    ModelCheckpoint chose it (its state in last.ckpt; its mode, max or min, included).
+    The unmonitored last_checkpoint also names a "best" file: last.ckpt itself."""
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     for key, state in last["callbacks"].items():
-        if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
-            return checkpoints / Path(state["best_model_path"]).name
+        if key.startswith("ModelCheckpoint") and state.get("monitor") and state.get("best_model_path"):
+            path = checkpoints / Path(state["best_model_path"]).name
+            return path, state["monitor"], float(state["best_model_score"])
     raise SystemExit(f"{checkpoints / 'last.ckpt'} names no best checkpoint (was a top-k one saved?)")
 
 
@@ -52,8 +55,7 @@ def main() -> None:
     val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss", *extra]]
     train = log.dropna(subset=["train/loss"])[["step", "train/loss"]]
     overrides = yaml.safe_load((args.run_dir / ".hydra" / "overrides.yaml").read_text())
-    monitor = yaml.safe_load((args.run_dir / ".hydra" / "config.yaml").read_text()).get("monitor", "val/iou")
-    best = best_checkpoint(args.run_dir / "checkpoints")
+    best, monitor, best_score = best_checkpoint(args.run_dir / "checkpoints")
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     test = log.dropna(subset=["test/iou"]) if "test/iou" in log else pd.DataFrame()
     record = {
@@ -66,7 +68,7 @@ def main() -> None:
         "best_step": int(ckpt["global_step"]),
         "best_checkpoint": best.name,
         "monitor": monitor,
-        "best_score": float(val[monitor].max()) if monitor in val else None,
+        "best_score": best_score,
         "best_val_iou": float(val["val/iou"].max()),
         "test_iou_best_ckpt": float(test["test/iou"].iloc[-1]) if len(test) else None,
         "stored_threshold": float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5)),
