@@ -4,6 +4,9 @@
     python experiments/record_train_run.py logs/train/runs/<date> --wall "$(cat wall.txt)" \
         --name default_15min
 
+A run that was resumed (`ckpt_path=.../last.ckpt`) lives in several run folders: pass
+them all, oldest first, and --wall as the sum of their wall times.
+
 Writes experiments/results/<name>.json, <name>.md and <name>.png (the curve).
 """
 
@@ -26,40 +29,70 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def best_checkpoint(checkpoints: Path) -> tuple[Path, str, float]:
+def best_checkpoint(run_dirs: list[Path]) -> tuple[Path, str, float]:
     """(file, monitored metric, score) of the best checkpoint, as the run's monitoring
-    ModelCheckpoint chose it (its state in last.ckpt; its mode, max or min, included).
-    The unmonitored last_checkpoint also names a "best" file: last.ckpt itself."""
-    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    ModelCheckpoint chose it (its state in the newest last.ckpt; its mode, max or min,
+    included). The unmonitored last_checkpoint also names a "best" file: last.ckpt itself.
+    After a resume the best file may sit in an earlier run folder."""
+    last_path = run_dirs[-1] / "checkpoints" / "last.ckpt"
+    last = torch.load(last_path, map_location="cpu", weights_only=True)
     for key, state in last["callbacks"].items():
         if key.startswith("ModelCheckpoint") and state.get("monitor") and state.get("best_model_path"):
-            path = checkpoints / Path(state["best_model_path"]).name
-            return path, state["monitor"], float(state["best_model_score"])
-    raise SystemExit(f"{checkpoints / 'last.ckpt'} names no best checkpoint (was a top-k one saved?)")
+            name = Path(state["best_model_path"]).name
+            # Look in the run folders, not at the stored path: they may have been moved.
+            found = [
+                d / "checkpoints" / name for d in reversed(run_dirs) if (d / "checkpoints" / name).is_file()
+            ]
+            if not found:
+                raise SystemExit(
+                    f"{last_path} names {name} as the best checkpoint; it is in none of {run_dirs}"
+                )
+            return found[0], state["monitor"], float(state["best_model_score"])
+    raise SystemExit(f"{last_path} names no best checkpoint (was a top-k one saved?)")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def read_logs(run_dirs: list[Path]) -> pd.DataFrame:
+    """The metrics of all parts of a run; a resumed part replaces what an earlier part
+    logged from the resume step on (those steps were trained again)."""
+    log = pd.DataFrame()
+    for run_dir in run_dirs:
+        part = pd.read_csv(run_dir / "csv" / "metrics.csv")
+        if len(log):
+            log = log[log["step"] < part["step"].min()]
+        log = pd.concat([log, part], ignore_index=True)
+    return log
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="the run folder(s), oldest first")
     parser.add_argument("--name", required=True)
     parser.add_argument("--wall", type=float, required=True, help="wall seconds of the whole command")
     parser.add_argument("--command", default="python train.py")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results")
     args = parser.parse_args()
 
-    log = pd.read_csv(args.run_dir / "csv" / "metrics.csv")
+    log = read_logs(args.run_dirs)
     # val/threshold and val/best_f1 exist when the run calibrated its threshold.
     extra = [c for c in ("val/best_f1", "val/threshold") if c in log]
     val = log.dropna(subset=["val/iou"])[["step", "val/iou", "val/f1", "val/loss", *extra]]
     train = log.dropna(subset=["train/loss"])[["step", "train/loss"]]
-    overrides = yaml.safe_load((args.run_dir / ".hydra" / "overrides.yaml").read_text())
-    best, monitor, best_score = best_checkpoint(args.run_dir / "checkpoints")
+    commands = [
+        args.command + "".join(f" {o}" for o in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()))
+        for d in args.run_dirs
+    ]
+    best, monitor, best_score = best_checkpoint(args.run_dirs)
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     test = log.dropna(subset=["test/iou"]) if "test/iou" in log else pd.DataFrame()
     record = {
-        "command": args.command + "".join(f" {o}" for o in overrides),
+        "command": commands[0],
+        "resumed_with": commands[1:],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}",
         "wall_seconds": args.wall,
         # The run's length up to its last training or validation log, not the step of the
@@ -97,11 +130,13 @@ def main() -> None:
         for _, row in val.iterrows()
     )
     (args.out / f"{args.name}.md").write_text(
-        f"# {args.name}\n\n- command: `{record['command']}`\n- machine: {record['machine']}\n"
+        f"# {args.name}\n\n- command: `{record['command']}`\n"
+        + "".join(f"- resumed with: `{c}`\n" for c in record["resumed_with"])
+        + f"- machine: {record['machine']}\n"
         f"- wall time: {args.wall:.0f} s ({args.wall / 60:.1f} min), {record['steps']} steps\n"
         f"- best {monitor} (the monitored metric): {record['best_score']:.4f} ({best.name}, "
         f"step {record['best_step']}); best val/iou: {record['best_val_iou']:.4f}; "
-        f"test/iou of that checkpoint: {record['test_iou_best_ckpt']}; "
+        f"test/iou of that checkpoint: {_fmt(record['test_iou_best_ckpt'])}; "
         f"its stored threshold: {record['stored_threshold']:.2f}\n\n"
         f"| step | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n\n"
         f"![curve]({args.name}.png)\n"

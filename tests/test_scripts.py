@@ -1,5 +1,6 @@
 """The root scripts as a user runs them: real processes, real files, real signals."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -129,6 +130,23 @@ def test_sigkill_mid_epoch_resumes_step_count(tmp_path):
     assert resumed["global_step"] == saved + 20
     steps = pd.read_csv(run2 / "csv" / "metrics.csv")["step"]
     assert steps.min() >= saved  # counting goes on from the checkpoint, not from 0
+
+    # The killed part's curve survived (flushed every 10 steps) and the record joins both.
+    assert pd.read_csv(run1 / "csv" / "metrics.csv")["step"].max() >= 9
+    record_args = ["--name", "resumed", "--wall", "1", "--out", str(tmp_path / "records")]
+    out = run_script(
+        ["experiments/record_train_run.py", str(run1), str(run2), *record_args],
+        tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "records" / "resumed.json").read_text())
+    val_steps = record["val_curve"]["step"]
+    assert val_steps == sorted(set(val_steps)) and val_steps[0] < saved <= val_steps[-1]
+    assert record["steps"] == saved + 20
+    assert record["monitor"] == "val/iou"
+    assert any((d / "checkpoints" / record["best_checkpoint"]).is_file() for d in (run1, run2))
+    assert record["resumed_with"][0].endswith(f"ckpt_path={last}")
 
 
 @pytest.mark.slow
