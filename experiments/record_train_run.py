@@ -57,7 +57,8 @@ def _fmt(value: float | None) -> str:
 
 def read_logs(run_dirs: list[Path]) -> pd.DataFrame:
     """The metrics of all parts of a run; a resumed part replaces what an earlier part
-    logged from the resume step on (those steps were trained again)."""
+    logged from the resumed part's first logged step on (those steps were trained again;
+    with one logging interval that is the first log after the resume step)."""
     log = pd.DataFrame()
     for run_dir in run_dirs:
         part = pd.read_csv(run_dir / "csv" / "metrics.csv")
