@@ -90,6 +90,27 @@ def test_bce_dice_values():
         BCEDiceLoss(bce_weight=0, dice_weight=0)
 
 
+def test_bce_dice_per_image_weighs_each_marked_image_equally():
+    # Image 0: a 1-pixel mark, missed; image 1: a 8-pixel mark, found; image 2: clean.
+    target = torch.zeros(3, 1, 4, 4)
+    target[0, 0, 0, 0] = 1
+    target[1, 0, :2, :] = 1
+    logits = torch.full_like(target, -50.0)
+    logits[1, 0, :2, :] = 50.0
+    logits[2, 0, 3, 3] = 50.0  # a false positive on the clean image: left to BCE
+    per_image = BCEDiceLoss(bce_weight=0, smooth=0, per_image=True)
+    # Dice 0 on image 0, 1 on image 1; the clean image is not averaged in.
+    assert per_image(logits, target).item() == pytest.approx(0.5, abs=1e-6)
+    # Pooled over the batch the big mark outvotes the missed one: 1 - 2*8 / (9 + 9).
+    pooled = BCEDiceLoss(bce_weight=0, smooth=0)
+    assert pooled(logits, target).item() == pytest.approx(1 - 16 / 18, abs=1e-6)
+    # A batch of clean images has no Dice term at all.
+    clean = torch.zeros(2, 1, 4, 4)
+    assert per_image(torch.full_like(clean, 3.0), clean).item() == 0.0
+    with_bce = BCEDiceLoss(per_image=True)(torch.full_like(clean, 3.0), clean)
+    assert with_bce.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(3.0)).item(), abs=1e-5)
+
+
 def test_warmup_cosine_shape():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     sched = warmup_cosine(opt, total_steps=100, warmup_steps=10, min_factor=0.0)
