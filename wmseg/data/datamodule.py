@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
 from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, SyntheticWatermarks, scan_pairs
 from wmseg.data.folder import FolderPairs, Item
 from wmseg.synth import BackgroundBank, BackgroundOptions, SynthConfig, WatermarkSynth
+
+# torchdata 0.11 calls a torch function that torch 2.14 deprecated; nothing to act on.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 # Each split draws from its own seed stream; val and test never change with training.
 _SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
@@ -51,7 +56,11 @@ class _Loaders(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        # The train loader keeps its place in the epoch (its shuffle order and the batches
+        # already drawn) in Lightning's checkpoints, so a resumed run goes on with the
+        # batches an uninterrupted one would draw instead of starting the epoch over.
+        loader_class = StatefulDataLoader if shuffle else DataLoader
+        return loader_class(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,

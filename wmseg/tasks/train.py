@@ -39,6 +39,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 cfg.monitor, step_metric="trainer/global_step", summary=mode, step_sync=True
             )
 
+    max_epochs = cfg.trainer.get("max_epochs")
+    if cfg.get("ckpt_path") and max_epochs not in (None, -1) and cfg.model.get("scheduler"):
+        # The LR schedule's length makes Lightning read the train loader before it restores
+        # the checkpoint, and then it never restores the loader's place (Lightning #20550).
+        log.warning(
+            "Resuming with trainer.max_epochs=%s: the train loader starts its epoch over instead "
+            "of going on where the checkpoint stopped. Set trainer.max_epochs=-1 and stop on "
+            "trainer.max_steps to resume mid-epoch with the same batches.",
+            max_epochs,
+        )
     try:
         if cfg.train:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
