@@ -111,6 +111,27 @@ def test_bce_dice_per_image_weighs_each_marked_image_equally():
     assert with_bce.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(3.0)).item(), abs=1e-5)
 
 
+def test_lovasz_term_is_the_mean_hinge_of_marked_images():
+    # 2-pixel images. Image 0: mark [1, 0], logits [1, 0]: hinge errors [0, 1]; sorted,
+    # the unmarked pixel comes first, IoU-loss gradient [0.5, 0.5]: loss 0.5 (by hand).
+    # Image 1: clean, with a confident false positive. Image 2: mark found with margin: 0.
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]]).view(3, 1, 1, 2)
+    logits = torch.tensor([[1.0, 0.0], [9.0, 9.0], [5.0, -5.0]]).view(3, 1, 1, 2)
+    lovasz = BCEDiceLoss(bce_weight=0, dice_weight=0, lovasz_weight=1, per_image=True)
+    assert lovasz(logits, target).item() == pytest.approx(0.25, abs=1e-6)
+    assert lovasz(logits[:1], target[:1]).item() == pytest.approx(0.5, abs=1e-6)
+    # The clean image is left to BCE: changing its logits changes nothing.
+    other = logits.clone()
+    other[1] = -3.0
+    assert lovasz(other, target).item() == pytest.approx(0.25, abs=1e-6)
+    # Added to the other terms with its weight.
+    both = BCEDiceLoss(smooth=0, per_image=True, lovasz_weight=2.0)
+    base = BCEDiceLoss(smooth=0, per_image=True)
+    assert both(logits, target).item() == pytest.approx(base(logits, target).item() + 0.5, abs=1e-5)
+    with pytest.raises(ValueError, match="lovasz"):
+        BCEDiceLoss(lovasz_weight=-1)
+
+
 def test_warmup_cosine_shape():
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     sched = warmup_cosine(opt, total_steps=100, warmup_steps=10, min_factor=0.0)

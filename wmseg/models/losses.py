@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from segmentation_models_pytorch.losses import LovaszLoss
 from torch import nn
 
 
@@ -15,6 +16,10 @@ class BCEDiceLoss(nn.Module):
     the Dice of each image that has a mark instead (images with empty masks are left to
     BCE): every marked image then weighs the same, as in the per-image mean IoU the
     real sets are scored by, so a small faint mark counts as much as a tiled grid.
+
+    `lovasz_weight` adds the Lovasz hinge (smp's `LovaszLoss`), a convex surrogate of
+    IoU itself rather than of Dice; with `per_image=True` it too is the mean over marked
+    images (on an empty mask it would only push down the single highest logit).
     """
 
     def __init__(
@@ -23,12 +28,17 @@ class BCEDiceLoss(nn.Module):
         dice_weight: float = 1.0,
         smooth: float = 1.0,
         per_image: bool = False,
+        lovasz_weight: float = 0.0,
     ):
         super().__init__()
-        if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
-            raise ValueError("loss weights must be >= 0 and not both 0 (model.loss.*_weight)")
+        weights = (bce_weight, dice_weight, lovasz_weight)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError(
+                "loss weights must be >= 0 and not all 0 (model.loss.bce_weight, dice_weight, lovasz_weight)"
+            )
         self.bce_weight, self.dice_weight, self.smooth = bce_weight, dice_weight, smooth
-        self.per_image = per_image
+        self.per_image, self.lovasz_weight = per_image, lovasz_weight
+        self.lovasz = LovaszLoss("binary", per_image=per_image)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits, target = logits.float(), target.float()
@@ -38,15 +48,22 @@ class BCEDiceLoss(nn.Module):
         if self.dice_weight:
             prob = logits.sigmoid()
             if self.per_image:
-                prob, target = prob.flatten(1), target.flatten(1)
-                marked = target.sum(1) > 0
+                prob, flat = prob.flatten(1), target.flatten(1)
+                marked = flat.sum(1) > 0
                 if marked.any():
-                    prob, target = prob[marked], target[marked]
-                    inter = (prob * target).sum(1)
-                    dice = (2 * inter + self.smooth) / (prob.sum(1) + target.sum(1) + self.smooth)
+                    prob, flat = prob[marked], flat[marked]
+                    inter = (prob * flat).sum(1)
+                    dice = (2 * inter + self.smooth) / (prob.sum(1) + flat.sum(1) + self.smooth)
                     loss = loss + self.dice_weight * (1 - dice).mean()
             else:
                 inter = (prob * target).sum()
                 dice = (2 * inter + self.smooth) / (prob.sum() + target.sum() + self.smooth)
                 loss = loss + self.dice_weight * (1 - dice)
+        if self.lovasz_weight:
+            if self.per_image:
+                marked = target.flatten(1).sum(1) > 0
+                if marked.any():
+                    loss = loss + self.lovasz_weight * self.lovasz(logits[marked], target[marked])
+            else:
+                loss = loss + self.lovasz_weight * self.lovasz(logits, target)
         return loss
