@@ -5,13 +5,14 @@ import pytest
 import torch
 from PIL import Image
 from torchmetrics.classification import BinaryPrecisionRecallCurve
+from torchmetrics.functional.classification import binary_jaccard_index
 
 from tests.conftest import compose_config
 from wmseg.data.folder import DataError
 from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.inference import CheckpointError, FlipAveraged, TorchPredictor, load_model
 from wmseg.inference.checkpoint import read_checkpoint
-from wmseg.metrics import SegmentationMeter, f1_best_threshold
+from wmseg.metrics import MeanImageIoUCurve, SegmentationMeter, f1_best_threshold, image_iou_curve
 from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.evaluate import evaluate
 
@@ -37,6 +38,29 @@ def test_meter_values_on_hand_made_masks():
     # Best F1 over thresholds: above 0.7 the two false positives drop out (F1 0.5 vs 0.44).
     assert out["best_f1"] == pytest.approx(0.5, abs=1e-6)
     assert 0.7 < out["best_f1_threshold"] <= 0.9
+    # Per-image mean IoU of the marked image: 4/12 at thresholds in (0, 0.9], 0 above;
+    # at 0 every pixel is marked: 8/16, its best (empty masks take no part).
+    assert out["best_mean_iou"] == pytest.approx(0.5) and out["best_mean_iou_threshold"] == 0.0
+
+
+def test_image_iou_curve_matches_iou_at_each_threshold():
+    gen = torch.Generator().manual_seed(0)
+    prob = torch.rand(3, 1, 20, 24, generator=gen)
+    truth = (torch.rand(3, 1, 20, 24, generator=gen) > 0.6).int()
+    truth[2] = 0  # an empty mask: no IoU, not averaged in
+    grid = torch.linspace(0.0, 1.0, 21)
+    for p, t in zip(prob[:2], truth[:2], strict=True):
+        brute = [float(binary_jaccard_index(p, t, threshold=float(x))) for x in grid[:-1]]
+        assert image_iou_curve(p, t, grid)[:-1].tolist() == pytest.approx(brute, abs=1e-6)
+    meter = MeanImageIoUCurve(thresholds=grid)
+    meter.update(prob, truth)
+    mean, thresholds = meter.compute()
+    assert thresholds.tolist() == pytest.approx(grid.tolist())
+    both = (image_iou_curve(prob[0], truth[0], grid) + image_iou_curve(prob[1], truth[1], grid)) / 2
+    assert mean.tolist() == pytest.approx(both.tolist()) and int(meter.images) == 2
+    # A pixel exactly at a threshold counts as marked there (prob >= t), as in evaluation.
+    exact = image_iou_curve(torch.tensor([0.5, 0.2]), torch.tensor([1, 0]), torch.tensor([0.2, 0.5, 0.6]))
+    assert exact.tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
 def _eval_cfg(tmp_path, *overrides):
@@ -73,6 +97,24 @@ def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, pairs_folder, tmp_p
     assert Image.open(out / "pr_curve.png").size[0] > 100
     assert Image.open(out / "overlays_worst_best.png").size[0] > 100
     assert not list(out.glob(".*.tmp"))
+
+
+def test_split_reads_the_runs_own_synthetic_split(trained_ckpt, tmp_path):
+    stored = read_checkpoint(trained_ckpt)["wmseg"]["config"]["data"]
+    val = evaluate(_eval_cfg(tmp_path / "val", f"ckpt={trained_ckpt}", "split=val", "data.val_size=3"))
+    # From the stored config, whatever data= says.
+    assert (
+        list(val["sets"]) == ["synthetic_val"]
+        and val["sets"]["synthetic_val"]["images"] == stored["val_size"]
+    )
+    test = evaluate(_eval_cfg(tmp_path / "test", f"ckpt={trained_ckpt}", "split=test"))
+    assert test["sets"]["synthetic_test"]["images"] == stored["test_size"]
+    # Different seeds: the two splits are different images.
+    assert [s["iou"] for s in val["per_image"]] != [s["iou"] for s in test["per_image"]]
+    with pytest.raises(ConfigError, match="split=train"):
+        evaluate(_eval_cfg(tmp_path / "bad", f"ckpt={trained_ckpt}", "split=train"))
+    with pytest.raises(ConfigError, match="give ckpt="):
+        evaluate(_eval_cfg(tmp_path / "onnx", "onnx=model.onnx", "split=val"))
 
 
 @pytest.mark.slow
@@ -116,6 +158,21 @@ def test_calibrate_writes_checkpoint_with_best_f1_threshold(trained_ckpt, pairs_
     assert again["threshold"] == pytest.approx(best["best_f1_threshold"])
     p, r = again["sets"]["pairs"]["precision"], again["sets"]["pairs"]["recall"]
     assert 2 * p * r / (p + r) == pytest.approx(best["best_f1"], abs=0.02)
+    # calibrate_metric=mean_iou stores the threshold of the best per-image mean IoU.
+    by_iou = tmp_path / "by_iou.ckpt"
+    cfg = _eval_cfg(
+        tmp_path / "iou", f"ckpt={trained_ckpt}", *data, f"calibrate={by_iou}", "calibrate_metric=mean_iou"
+    )
+    assert evaluate(cfg)["calibrated"]["threshold"] == best["best_mean_iou_threshold"]
+    assert read_checkpoint(by_iou)["wmseg_threshold_calibration"]["metric"] == "mean_iou"
+    again = evaluate(_eval_cfg(tmp_path / "again_iou", f"ckpt={by_iou}", *data))
+    assert again["sets"]["pairs"]["mean_iou"] == pytest.approx(best["best_mean_iou"], abs=1e-6)
+    with pytest.raises(ConfigError, match="calibrate_metric=iou"):
+        evaluate(
+            _eval_cfg(
+                tmp_path / "bad", f"ckpt={trained_ckpt}", *data, f"calibrate={by_iou}", "calibrate_metric=iou"
+            )
+        )
     clean = tmp_path / "clean"
     (clean / "images").mkdir(parents=True)
     (clean / "masks").mkdir()

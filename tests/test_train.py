@@ -82,17 +82,42 @@ def test_last_checkpoint_is_written_at_every_validation_whatever_the_score(make_
     assert steps == {"best.ckpt": 2, "last.ckpt": 4}  # validations at steps 2 and 4
 
 
-def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_cfg, tmp_path):
+@pytest.mark.parametrize("metric", ["f1", "mean_iou"])
+def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_cfg, tmp_path, metric):
+    import hydra
+    from torchmetrics.functional.classification import binary_jaccard_index
+
     from wmseg.inference.checkpoint import load_model
 
-    cfg = make_cfg("debug=limit", "model.calibrate_threshold=true", "data.val_backgrounds=heldout")
+    cfg = make_cfg(
+        "debug=limit",
+        "model.calibrate_threshold=true",
+        f"model.calibrate_metric={metric}",
+        "data.val_backgrounds=heldout",
+    )
     metrics = train(cfg)
     threshold = float(metrics["val/threshold"])
     assert 0.01 <= threshold <= 0.99 and 0.0 <= float(metrics["val/best_f1"]) <= 1.0
     last = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     note = ckpt["wmseg_threshold_calibration"]
-    assert note["source"] == "validation split" and note["step"] == 12
+    assert note["source"] == "validation split" and note["step"] == 12 and note["metric"] == metric
+    # Recomputed apart, image by image: the best per-image mean IoU over the same grid.
+    model = load_model(last)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")
+    grid = torch.linspace(0.01, 0.99, 99)
+    ious = []
+    for batch in list(datamodule.val_dataloader())[: cfg.trainer.limit_val_batches]:
+        with torch.no_grad():
+            prob = model.net(batch["image"]).sigmoid()
+        for p, t in zip(prob, batch["mask"].int(), strict=True):
+            if t.any():
+                ious.append([float(binary_jaccard_index(p, t, threshold=float(x))) for x in grid])
+    curve = torch.tensor(ious).mean(0)
+    assert float(metrics["val/best_mean_iou"]) == pytest.approx(float(curve.max()), abs=1e-4)
+    if metric == "mean_iou":
+        assert float(curve[grid == threshold][0]) == pytest.approx(float(curve.max()), abs=1e-4)
     assert note["threshold"] == pytest.approx(threshold) == ckpt["hyper_parameters"]["threshold"]
     assert load_model(last).threshold == pytest.approx(threshold)
     assert ckpt["wmseg"]["config"]["data"]["val_backgrounds"] == "heldout"
@@ -122,6 +147,8 @@ def test_bad_values_fail_before_training(make_cfg):
         train(make_cfg("ckpt_path=/no/such/last.ckpt"))
     with pytest.raises(ConfigError, match=r"monitor=val/best_f1 .*model\.calibrate_threshold=true"):
         train(make_cfg("monitor=val/best_f1"))
+    with pytest.raises(ConfigError, match=r"model\.calibrate_metric=iou: use f1 or mean_iou"):
+        train(make_cfg("model.calibrate_metric=iou"))
 
 
 @pytest.mark.parametrize(

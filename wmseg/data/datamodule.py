@@ -183,10 +183,10 @@ class WatermarkDataModule(_Loaders):
             real = FolderCrops(scan_pairs(self.real_roots), self.synth_config.size, n, seed, self.augment)
             self.datasets["train"] = MixedPairs(self.datasets["train"], real, self.real_ratio, seed)
 
-    def eval_sets(self) -> list[Sequence[Item]]:
-        """The test split as native-size uint8 items, for evaluate.py."""
+    def eval_sets(self, split: str = "test") -> list[Sequence[Item]]:
+        """A split (the test split by default) as native-size uint8 items, for evaluate.py."""
         self.setup("test")
-        return [SyntheticItems(self.datasets["test"], "synthetic_test")]
+        return [SyntheticItems(self.datasets[split], f"synthetic_{split}")]
 
 
 class SyntheticItems(Sequence[Item]):

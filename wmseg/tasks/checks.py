@@ -45,10 +45,16 @@ def check_run_config(cfg: DictConfig) -> None:
         raise ConfigError(f"ckpt_path={ckpt} does not exist: pass the path of a .ckpt file to resume from")
     # Logged only by a calibrating model: Lightning's own error would not name the fix.
     monitor = _get(cfg, "monitor")
-    if monitor in ("val/best_f1", "val/threshold") and not _get(cfg, "model.calibrate_threshold"):
+    calibrated = ("val/best_f1", "val/best_mean_iou", "val/threshold")
+    if monitor in calibrated and not _get(cfg, "model.calibrate_threshold"):
         raise ConfigError(
             f"monitor={monitor} is logged only with model.calibrate_threshold=true: "
             "add it, or monitor val/iou"
+        )
+    metric = _get(cfg, "model.calibrate_metric")
+    if metric is not None and metric not in ("f1", "mean_iou"):
+        raise ConfigError(
+            f"model.calibrate_metric={metric}: use f1 or mean_iou (the metric the stored threshold maximises)"
         )
     for key in ("train", "test"):
         if not isinstance(_get(cfg, key), bool):

@@ -118,10 +118,33 @@ def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: 
     return write_atomic(out, lambda tmp: torch.save(state, tmp))
 
 
+def _run_split(cfg: DictConfig, split: str) -> list:
+    """The `split` of the synthetic data the checkpoint was trained with (its stored config):
+    e.g. its validation split, to calibrate a threshold on the data training calibrated on."""
+    if split not in ("val", "test"):
+        raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
+    stored = read_checkpoint(cfg.ckpt).get("wmseg", {}).get("config", {}).get("data", {})
+    if stored.get("_target_") != "wmseg.data.datamodule.WatermarkDataModule":
+        raise ConfigError(
+            f"split={split}: {cfg.ckpt} was not trained on synthetic data (data=watermark); "
+            "evaluate its data with data=folder data.root=<dir> instead"
+        )
+    data = OmegaConf.create(stored)
+    # Rendered on the fly (a sample is a pure function of its seed): no cache to build, and
+    # the real pairs a mixed run trained on (train split only) need not be on this machine.
+    data.cache, data.real_roots, data.real_ratio = "none", None, 0.0
+    return hydra.utils.instantiate(data).eval_sets(split)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
     if cfg.get("calibrate") and cfg.get("ckpt") is None:
         raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
+    if cfg.get("split") is not None and cfg.get("ckpt") is None:
+        raise ConfigError(f"split={cfg.split} reads the run config stored in a checkpoint: give ckpt=")
+    metric = cfg.get("calibrate_metric", "f1")
+    if metric not in ("f1", "mean_iou"):
+        raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
     long_side = cfg.get("long_side")
@@ -129,14 +152,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"long_side={long_side}: give a whole number of pixels >= {predictor.stride}, or null"
         )
-    datamodule = hydra.utils.instantiate(cfg.data)
+    split = cfg.get("split")
+    if split is None:
+        datamodule = hydra.utils.instantiate(cfg.data)
+        sets = datamodule.eval_sets()
+    else:
+        sets = _run_split(cfg, split)
     out_dir = Path(cfg.paths.output_dir)
     bad: list[dict[str, str]] = []
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple] = {}
     overall = SegmentationMeter(threshold)
     scored: list[tuple[float, Any, int]] = []  # (iou, items, index) for the overlay grid
-    for items in datamodule.eval_sets():
+    for items in sets:
         meter = SegmentationMeter(threshold)
         group = getattr(items, "group", "set")
         pairs = _load(items, _by_size(items), cfg.skip_bad, bad)
@@ -167,12 +195,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(
                 f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
             )
-        t = float(pooled["best_f1_threshold"])
+        t = float(pooled[f"best_{metric}_threshold"])
         note = {
+            "metric": metric,
             "best_f1": pooled["best_f1"],
+            "best_mean_iou": pooled["best_mean_iou"],
             "tta": bool(cfg.get("tta")),
             "long_side": long_side,
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "data": (
+                {"split": split, "of": "the run's stored data config"}
+                if split
+                else OmegaConf.to_container(cfg.data, resolve=True)
+            ),
         }
         report["calibrated"] = {
             "path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)),
@@ -183,9 +217,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     best_t = "; ".join(
         f"{k}: {v['best_f1_threshold']:.2f} (F1 {v['best_f1']:.4f})" for k, v in results.items()
     )
+    best_iou = "; ".join(
+        f"{k}: {v['best_mean_iou_threshold']:.2f} ({v['best_mean_iou']:.4f})"
+        for k, v in results.items()
+        if v["best_mean_iou"] is not None
+    )
     md = (
         f"# Evaluation of {predictor.name}\n\nthreshold {threshold:.3f} ({report['threshold_source']}); "
         f"best-F1 threshold per set: {best_t}; "
+        f"best mean-IoU threshold per set: {best_iou or '-'}; "
         f"images run at {'full size' if long_side is None else f'long side {long_side} px'}\n\n{table}\n"
     )
     if bad:
