@@ -1,6 +1,7 @@
 """Evaluation metrics (torchmetrics), no Lightning."""
 
 from wmseg.metrics.segmentation import (
+    CALIBRATE_METRICS,
     ImageScore,
     MeanImageIoUCurve,
     SegmentationMeter,
@@ -10,6 +11,7 @@ from wmseg.metrics.segmentation import (
 )
 
 __all__ = [
+    "CALIBRATE_METRICS",
     "ImageScore",
     "MeanImageIoUCurve",
     "SegmentationMeter",

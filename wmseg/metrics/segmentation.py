@@ -31,6 +31,10 @@ def f1_best_threshold(
     return float(thresholds[best]), float(f1[best])
 
 
+# What a stored threshold can maximise: F1 pooled over pixels, or per-image mean IoU.
+CALIBRATE_METRICS = ("f1", "mean_iou")
+
+
 def image_iou_curve(prob: torch.Tensor, truth: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """IoU of one image's mask `prob >= t` against `truth` at each of `thresholds` (sorted), (T,).
 

@@ -43,15 +43,15 @@ class BCEDiceLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits, target = logits.float(), target.float()
         loss = logits.new_zeros(())
+        # per_image: the per-image terms average over the images that hold a mark
+        marked = target.flatten(1).sum(1) > 0 if self.per_image else None
         if self.bce_weight:
             loss = loss + self.bce_weight * F.binary_cross_entropy_with_logits(logits, target)
         if self.dice_weight:
             prob = logits.sigmoid()
             if self.per_image:
-                prob, flat = prob.flatten(1), target.flatten(1)
-                marked = flat.sum(1) > 0
                 if marked.any():
-                    prob, flat = prob[marked], flat[marked]
+                    prob, flat = prob.flatten(1)[marked], target.flatten(1)[marked]
                     inter = (prob * flat).sum(1)
                     dice = (2 * inter + self.smooth) / (prob.sum(1) + flat.sum(1) + self.smooth)
                     loss = loss + self.dice_weight * (1 - dice).mean()
@@ -61,7 +61,6 @@ class BCEDiceLoss(nn.Module):
                 loss = loss + self.dice_weight * (1 - dice)
         if self.lovasz_weight:
             if self.per_image:
-                marked = target.flatten(1).sum(1) > 0
                 if marked.any():
                     loss = loss + self.lovasz_weight * self.lovasz(logits[marked], target[marked])
             else:

@@ -51,8 +51,10 @@ def check_run_config(cfg: DictConfig) -> None:
             f"monitor={monitor} is logged only with model.calibrate_threshold=true: "
             "add it, or monitor val/iou"
         )
+    from wmseg.metrics import CALIBRATE_METRICS
+
     metric = _get(cfg, "model.calibrate_metric")
-    if metric is not None and metric not in ("f1", "mean_iou"):
+    if metric is not None and metric not in CALIBRATE_METRICS:
         raise ConfigError(
             f"model.calibrate_metric={metric}: use f1 or mean_iou (the metric the stored threshold maximises)"
         )

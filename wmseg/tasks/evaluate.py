@@ -17,7 +17,7 @@ from wmseg.data.folder import DataError, Item
 from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
-from wmseg.metrics import SegmentationMeter
+from wmseg.metrics import CALIBRATE_METRICS, SegmentationMeter
 from wmseg.tasks.checks import ConfigError
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,6 @@ def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: 
 def _run_split(cfg: DictConfig, split: str) -> list:
     """The `split` of the synthetic data the checkpoint was trained with (its stored config):
     e.g. its validation split, to calibrate a threshold on the data training calibrated on."""
-    if split not in ("val", "test"):
-        raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
     stored = read_checkpoint(cfg.ckpt).get("wmseg", {}).get("config", {}).get("data", {})
     if stored.get("_target_") != "wmseg.data.datamodule.WatermarkDataModule":
         raise ConfigError(
@@ -140,10 +138,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
     if cfg.get("calibrate") and cfg.get("ckpt") is None:
         raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
-    if cfg.get("split") is not None and cfg.get("ckpt") is None:
-        raise ConfigError(f"split={cfg.split} reads the run config stored in a checkpoint: give ckpt=")
+    split = cfg.get("split")
+    if split is not None and split not in ("val", "test"):
+        raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
+    if split is not None and cfg.get("ckpt") is None:
+        raise ConfigError(f"split={split} reads the run config stored in a checkpoint: give ckpt=")
     metric = cfg.get("calibrate_metric", "f1")
-    if metric not in ("f1", "mean_iou"):
+    if metric not in CALIBRATE_METRICS:
         raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
@@ -152,7 +153,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"long_side={long_side}: give a whole number of pixels >= {predictor.stride}, or null"
         )
-    split = cfg.get("split")
     if split is None:
         datamodule = hydra.utils.instantiate(cfg.data)
         sets = datamodule.eval_sets()
