@@ -54,9 +54,11 @@ def make_layout(out: Path) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
 
 
-def write_marked(photos: Path, out: Path, count: int, size: int = MARKED.size) -> None:
+def write_marked(
+    photos: Path, out: Path, count: int, size: int = MARKED.size, footprint_channels: str = "max"
+) -> None:
     make_layout(out)
-    config = dataclasses.replace(MARKED, size=size)
+    config = dataclasses.replace(MARKED, size=size, footprint_channels=footprint_channels)
     synth = WatermarkSynth(config, BackgroundBank(photos, procedural_fraction=0.0))
     for i in range(count):
         sample = synth.render(seed=2024, index=i)
@@ -72,6 +74,13 @@ def main() -> None:
     parser.add_argument("--marked", type=Path, default=None, help="also write marked crops here")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--size", type=int, default=MARKED.size, help="side of the marked crops")
+    parser.add_argument(
+        "--footprint-channels",
+        choices=("max", "mean"),
+        default="max",
+        help="mask from the largest channel difference or the mean one (as ../shared/eval's masks); "
+        "the images are the same either way",
+    )
     args = parser.parse_args()
     out = args.out
     make_layout(out)
@@ -81,7 +90,7 @@ def main() -> None:
         Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(out / "masks" / f"{name}.png")
     print(f"{len(photos)} clean photos with empty masks in {out}")
     if args.marked:
-        write_marked(out / "images", args.marked, args.count, args.size)
+        write_marked(out / "images", args.marked, args.count, args.size, args.footprint_channels)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,15 @@ class SynthConfig:
     # Gaussian sigma (px) applied to that difference before the threshold: a tolerance
     # band around strokes, as hand-made and difference-derived real masks have. 0 = none.
     footprint_blur: float = 0.0
+    # How the per-channel difference becomes one value before the threshold: "max" (the
+    # channel that moves most) or "mean" (the mean absolute difference, as the
+    # difference-derived real masks of ../shared/eval/README.md are made; stricter on
+    # coloured marks).
+    footprint_channels: str = "max"
+    # A mark is embossed with this probability: its edges lit on one side and shaded on
+    # the other, its fill faint or absent (the bevel look of many photographers' marks).
+    # 0 draws nothing, so older samples stay the same.
+    emboss_prob: float = 0.0
     # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
     # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
     blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
@@ -67,6 +76,7 @@ class SynthConfig:
 
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay")
+FOOTPRINT_CHANNELS = ("max", "mean")
 
 
 def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
@@ -117,6 +127,34 @@ def _text_tile(text: str, font: ImageFont.FreeTypeFont, stroke: int, box: tuple[
     return tile
 
 
+def _emboss_layers(
+    rng: np.random.Generator,
+    fill: Image.Image,
+    box: tuple[int, ...],
+    px: int,
+    color: np.ndarray,
+    opacity: float,
+) -> tuple[list[tuple[Image.Image, np.ndarray, float]], tuple[int, ...]]:
+    """Layers of an embossed mark: a faint fill (0-40 % of `opacity`), then white light and
+    black shade where the blurred coverage slopes towards or away from a random light
+    direction. Tiles are padded so the bevel's rim fits; returns the layers and their box."""
+    pad = max(2, px // 10)
+    height = gaussian_filter(np.pad(np.asarray(fill, np.float32) / 255.0, pad), max(0.6, px / 25))
+    gy, gx = np.gradient(height)
+    theta = rng.uniform(0.0, 2.0 * math.pi)
+    slope = gx * math.cos(theta) + gy * math.sin(theta)
+    slope /= max(float(np.abs(slope).max()), 1e-6)  # the steepest edge gets the full opacity
+    light = Image.fromarray((np.clip(slope, 0, 1) * 255 + 0.5).astype(np.uint8))
+    shade = Image.fromarray((np.clip(-slope, 0, 1) * 255 + 0.5).astype(np.uint8))
+    padded = Image.fromarray(np.pad(np.asarray(fill), pad))
+    layers = [
+        (padded, color, opacity * float(rng.uniform(0.0, 0.4))),
+        (light, np.full(3, rng.uniform(225, 255), np.float32), opacity),
+        (shade, np.full(3, rng.uniform(0, 40), np.float32), opacity * float(rng.uniform(0.6, 1.0))),
+    ]
+    return layers, (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
+
+
 class WatermarkSynth:
     """Text watermarks composited over clean backgrounds; a pure function of (seed, index).
 
@@ -135,6 +173,13 @@ class WatermarkSynth:
                 f"data.synth.blend_probs={list(probs)}: give {len(BLEND_MODES)} probabilities >= 0 "
                 f"(not all 0) for {', '.join(BLEND_MODES)}"
             )
+        if self.config.footprint_channels not in FOOTPRINT_CHANNELS:
+            raise ValueError(
+                f"data.synth.footprint_channels={self.config.footprint_channels!r}: use one of "
+                f"{', '.join(FOOTPRINT_CHANNELS)}"
+            )
+        if not 0.0 <= self.config.emboss_prob <= 1.0:
+            raise ValueError(f"data.synth.emboss_prob must be within [0, 1], got {self.config.emboss_prob}")
         self.backgrounds = backgrounds or BackgroundBank()
         self.fonts = latin_fonts()
 
@@ -150,7 +195,8 @@ class WatermarkSynth:
                 for _ in range(int(rng.integers(1, cfg.max_marks + 1))):
                     self._composite(rng, image, tiled=False)
         # Ground truth before degradation: where the mark is visible at all.
-        diff = np.abs(image - clean).max(axis=2)
+        diff = np.abs(image - clean)
+        diff = diff.max(axis=2) if cfg.footprint_channels == "max" else diff.mean(axis=2)
         if cfg.footprint_blur > 0:
             diff = gaussian_filter(diff, cfg.footprint_blur, mode="nearest")
         mask = (diff >= cfg.visibility_threshold).astype(np.uint8)
@@ -191,11 +237,18 @@ class WatermarkSynth:
             p = np.asarray(cfg.blend_probs, np.float64)
             mode = BLEND_MODES[int(rng.choice(len(BLEND_MODES), p=p / p.sum()))]
         layers = []
-        if shadow:
-            layers.append((ImageChops.offset(outer, shadow, shadow), np.zeros(3, np.float32), opacity * 0.6))
-        if stroke:
-            layers.append((outer, 255.0 - color, opacity))  # contrasting outline
-        layers.append((fill, color, opacity))
+        if cfg.emboss_prob > 0 and rng.random() < cfg.emboss_prob:
+            # The bevel replaces outline, shadow and blend mode: it is its own light and shade.
+            layers, box = _emboss_layers(rng, fill, box, px, color, opacity)
+            mode = "normal"
+        else:
+            if shadow:
+                layers.append(
+                    (ImageChops.offset(outer, shadow, shadow), np.zeros(3, np.float32), opacity * 0.6)
+                )
+            if stroke:
+                layers.append((outer, 255.0 - color, opacity))  # contrasting outline
+            layers.append((fill, color, opacity))
 
         if tiled:
             # Stamp a grid on a canvas that covers the image at any rotation, then rotate
