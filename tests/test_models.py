@@ -77,6 +77,28 @@ def test_encoder_weights_by_name_roundtrip(tmp_path):
         assert torch.equal(v, dst.unet.encoder.state_dict()[k])
 
 
+def test_frozen_encoder_bn_keeps_pretrained_statistics_in_training(tmp_path):
+    src = WatermarkUnet("resnet18", decoder_channels=(16, 16, 8, 8, 8))
+    torch.save(src.unet.encoder.state_dict(), tmp_path / "r18.pth")
+    kw = {"encoder_weights": str(tmp_path / "r18.pth"), "decoder_channels": (16, 16, 8, 8, 8)}
+    frozen, free = WatermarkUnet("resnet18", freeze_encoder_bn=True, **kw), WatermarkUnet("resnet18", **kw)
+    for net in (frozen, free):
+        net.train()
+        net(torch.rand(4, 3, 64, 64) * 3).mean().backward()
+    stats = "bn1.running_mean"
+    assert torch.equal(frozen.encoder.state_dict()[stats], src.unet.encoder.state_dict()[stats])
+    assert not torch.equal(free.encoder.state_dict()[stats], src.unet.encoder.state_dict()[stats])
+    # Only the encoder's BatchNorm is frozen: its scale still learns, the decoder's stats move.
+    assert frozen.encoder.bn1.weight.grad is not None and frozen.encoder.bn1.weight.grad.abs().sum() > 0
+    assert frozen.unet.decoder.training and any(
+        m.training for m in frozen.unet.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)
+    )
+    with pytest.raises(ValueError, match="freeze_encoder_bn"):
+        WatermarkUnet("resnet18", freeze_encoder_bn=True, decoder_channels=(16, 16, 8, 8, 8)).train()
+    # eval() needs no pretrained statistics (the inference loader builds the net without them).
+    WatermarkUnet("resnet18", freeze_encoder_bn=True, decoder_channels=(16, 16, 8, 8, 8)).eval()
+
+
 def test_bce_dice_values():
     target = torch.zeros(1, 1, 4, 4)
     target[..., :2, :] = 1

@@ -33,6 +33,7 @@ class WatermarkUnet(nn.Module):
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        freeze_encoder_bn: bool = False,
     ) -> None:
         super().__init__()
         # smp fetches named weights from the internet; we load our own offline instead.
@@ -45,6 +46,8 @@ class WatermarkUnet(nn.Module):
         )
         if encoder_weights:
             load_encoder_weights(self.unet.encoder, encoder_weights)
+        self.freeze_encoder_bn = freeze_encoder_bn
+        self._pretrained = bool(encoder_weights)
         # EfficientNet encoders keep the classifier's 1x1 head, which the Unet never
         # uses: unused parameters break DDP and waste optimizer state.
         for name in ("conv_head", "bn2"):
@@ -57,6 +60,26 @@ class WatermarkUnet(nn.Module):
     @property
     def encoder(self) -> nn.Module:
         return self.unet.encoder
+
+    def train(self, mode: bool = True) -> WatermarkUnet:
+        """With `freeze_encoder_bn`, the encoder's BatchNorm layers stay in eval mode.
+
+        They then normalise with the pretrained (ImageNet) running statistics in training
+        as at inference, instead of drifting to the synthetic batches' statistics; their
+        scale and shift still learn. Meant for a pretrained encoder.
+        """
+        super().train(mode)
+        if mode and self.freeze_encoder_bn:
+            if not self._pretrained:
+                raise ValueError(
+                    "model.net.freeze_encoder_bn=true keeps the encoder's pretrained "
+                    "BatchNorm statistics, but model.net.encoder_weights is null: name "
+                    "pretrained weights or set model.net.freeze_encoder_bn=false"
+                )
+            for module in self.unet.encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.unet((image - self.mean) / self.std)  # (N, 1, H, W) logits
