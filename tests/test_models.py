@@ -82,9 +82,11 @@ def test_frozen_encoder_bn_keeps_pretrained_statistics_in_training(tmp_path):
     torch.save(src.unet.encoder.state_dict(), tmp_path / "r18.pth")
     kw = {"encoder_weights": str(tmp_path / "r18.pth"), "decoder_channels": (16, 16, 8, 8, 8)}
     frozen, free = WatermarkUnet("resnet18", freeze_encoder_bn=True, **kw), WatermarkUnet("resnet18", **kw)
+    # Lightning never calls train() in fit (it keeps modules' modes): frozen from the start.
+    assert not frozen.encoder.bn1.training and free.encoder.bn1.training
     for net in (frozen, free):
-        net.train()
         net(torch.rand(4, 3, 64, 64) * 3).mean().backward()
+        net.eval().train()  # a validation round trip must not unfreeze
     stats = "bn1.running_mean"
     assert torch.equal(frozen.encoder.state_dict()[stats], src.unet.encoder.state_dict()[stats])
     assert not torch.equal(free.encoder.state_dict()[stats], src.unet.encoder.state_dict()[stats])
@@ -94,9 +96,7 @@ def test_frozen_encoder_bn_keeps_pretrained_statistics_in_training(tmp_path):
         m.training for m in frozen.unet.decoder.modules() if isinstance(m, torch.nn.BatchNorm2d)
     )
     with pytest.raises(ValueError, match="freeze_encoder_bn"):
-        WatermarkUnet("resnet18", freeze_encoder_bn=True, decoder_channels=(16, 16, 8, 8, 8)).train()
-    # eval() needs no pretrained statistics (the inference loader builds the net without them).
-    WatermarkUnet("resnet18", freeze_encoder_bn=True, decoder_channels=(16, 16, 8, 8, 8)).eval()
+        WatermarkUnet("resnet18", freeze_encoder_bn=True, decoder_channels=(16, 16, 8, 8, 8))
 
 
 def test_bce_dice_values():

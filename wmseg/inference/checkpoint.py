@@ -52,8 +52,11 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
         raise CheckpointError(
             f"{source}: network class {target!r} is not a wmseg model; refusing to build it"
         )
-    # The trained weights replace any initial weights: never load them again.
+    # The trained weights replace any initial weights: never load them again. Frozen
+    # BatchNorm is a training option; these nets only ever run in eval mode.
     net_config = {**net_config, "encoder_weights": None}
+    if "freeze_encoder_bn" in net_config:
+        net_config["freeze_encoder_bn"] = False
     return hydra.utils.instantiate(OmegaConf.create(net_config))
 
 

@@ -46,8 +46,14 @@ class WatermarkUnet(nn.Module):
         )
         if encoder_weights:
             load_encoder_weights(self.unet.encoder, encoder_weights)
+        if freeze_encoder_bn and not encoder_weights:
+            raise ValueError(
+                "model.net.freeze_encoder_bn=true keeps the encoder's pretrained BatchNorm "
+                "statistics, but model.net.encoder_weights is null: name pretrained weights "
+                "or set model.net.freeze_encoder_bn=false"
+            )
         self.freeze_encoder_bn = freeze_encoder_bn
-        self._pretrained = bool(encoder_weights)
+        self.train()  # applies freeze_encoder_bn: Lightning keeps modules' modes as it finds them
         # EfficientNet encoders keep the classifier's 1x1 head, which the Unet never
         # uses: unused parameters break DDP and waste optimizer state.
         for name in ("conv_head", "bn2"):
@@ -70,12 +76,6 @@ class WatermarkUnet(nn.Module):
         """
         super().train(mode)
         if mode and self.freeze_encoder_bn:
-            if not self._pretrained:
-                raise ValueError(
-                    "model.net.freeze_encoder_bn=true keeps the encoder's pretrained "
-                    "BatchNorm statistics, but model.net.encoder_weights is null: name "
-                    "pretrained weights or set model.net.freeze_encoder_bn=false"
-                )
             for module in self.unet.encoder.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
