@@ -123,6 +123,24 @@ def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_c
     assert ckpt["wmseg"]["config"]["data"]["val_backgrounds"] == "heldout"
 
 
+def test_frozen_encoder_bn_survives_a_real_fit_and_the_checkpoint_loads(make_cfg, tmp_path):
+    from wmseg.inference.checkpoint import load_model
+    from wmseg.models import WatermarkUnet
+
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "test=false", "model.net.freeze_encoder_bn=true")
+    train(cfg)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    pretrained = WatermarkUnet("timm-tf_efficientnet_lite0", encoder_weights="efficientnet_lite0").encoder
+    stats = {k: v for k, v in pretrained.state_dict().items() if "running_" in k}
+    assert len(stats) > 40
+    for key, value in stats.items():  # Lightning's fit must not have put them back in train mode
+        assert torch.equal(state[f"net.unet.encoder.{key}"], value), key
+    decoder = [k for k in state if k.startswith("net.unet.decoder") and k.endswith("num_batches_tracked")]
+    assert decoder and all(state[k] > 0 for k in decoder)  # the decoder's BatchNorm still learns
+    assert load_model(last).net(torch.rand(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
 def test_overfit_drives_loss_down_and_iou_up(make_cfg, tmp_path):
     # debug=overfit trains on the same 2 batches over and over.
     cfg = make_cfg("debug=overfit", "trainer.max_steps=120", "trainer.check_val_every_n_epoch=20")
