@@ -36,6 +36,12 @@ class WatermarkUnet(nn.Module):
         freeze_encoder_bn: bool = False,
     ) -> None:
         super().__init__()
+        if freeze_encoder_bn and not encoder_weights:
+            raise ValueError(
+                "model.net.freeze_encoder_bn=true keeps the encoder's pretrained BatchNorm "
+                "statistics, but model.net.encoder_weights is null: name pretrained weights "
+                "or set model.net.freeze_encoder_bn=false"
+            )
         # smp fetches named weights from the internet; we load our own offline instead.
         self.unet = smp.Unet(
             encoder_name=encoder_name,
@@ -46,14 +52,6 @@ class WatermarkUnet(nn.Module):
         )
         if encoder_weights:
             load_encoder_weights(self.unet.encoder, encoder_weights)
-        if freeze_encoder_bn and not encoder_weights:
-            raise ValueError(
-                "model.net.freeze_encoder_bn=true keeps the encoder's pretrained BatchNorm "
-                "statistics, but model.net.encoder_weights is null: name pretrained weights "
-                "or set model.net.freeze_encoder_bn=false"
-            )
-        self.freeze_encoder_bn = freeze_encoder_bn
-        self.train()  # applies freeze_encoder_bn: Lightning keeps modules' modes as it finds them
         # EfficientNet encoders keep the classifier's 1x1 head, which the Unet never
         # uses: unused parameters break DDP and waste optimizer state.
         for name in ("conv_head", "bn2"):
@@ -62,6 +60,8 @@ class WatermarkUnet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.stride = 2**encoder_depth
+        self.freeze_encoder_bn = freeze_encoder_bn
+        self.train()  # applies freeze_encoder_bn: Lightning keeps modules' modes as it finds them
 
     @property
     def encoder(self) -> nn.Module:
