@@ -1,0 +1,122 @@
+"""Hysteresis masks on a checkpoint's probabilities: pixels at or above `low` that touch a
+pixel at or above `high` (scikit-image's apply_hysteresis_threshold), against the plain
+mask at the stored threshold.
+
+The idea: the stored threshold is high (about 0.9) because the model fires on some real
+photo content; the parts of a real mark it is less sure of (faint strokes, edges) fall
+below it. Growing confident detections into their less confident surroundings keeps
+isolated weak responses out.
+
+    python experiments/hysteresis_probe.py --ckpt <best.ckpt> --split val \
+        --folders /tmp/clean_real /tmp/marked_real --out experiments/results/hysteresis_v7
+
+`--split val` is the checkpoint's own held-out synthetic validation split (where `low`
+may be chosen); `--folders` are real-pair folders (e.g. the proxy of clean_photos.py).
+Never pass ../shared/eval here: this chooses a setting. Writes <out>.json and <out>.md:
+per set and setting, per-image mean IoU over marked images, pooled F1, and the share of
+pixels marked on clean images, with the per-image IoUs for paired comparisons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from skimage.filters import apply_hysteresis_threshold
+
+from wmseg.atomic import write_text_atomic
+from wmseg.data.folder import FolderPairs
+from wmseg.inference import TorchPredictor, predict_items
+from wmseg.tasks.evaluate import _run_split
+
+
+def masks(prob: np.ndarray, settings: list[tuple[float, float]]) -> list[np.ndarray]:
+    out = []
+    for low, high in settings:
+        # skimage compares with >; the meter's plain mask is prob >= t
+        out.append(prob >= high if low >= high else apply_hysteresis_threshold(prob, low, high))
+    return out
+
+
+def measure(predictor, items, settings) -> dict:
+    n = len(settings)
+    tp, fp, fn = np.zeros(n), np.zeros(n), np.zeros(n)
+    clean_on, clean_px = np.zeros(n), 0
+    per_image: dict[str, list[float]] = {}
+    pairs = ((i, items[i].image) for i in range(len(items)))
+    for i, prob in predict_items(predictor, pairs):
+        item = items[i]
+        truth = item.mask > 0  # Item masks are 0/1
+        for k, m in enumerate(masks(prob, settings)):
+            if truth.any():
+                a, b, c = (m & truth).sum(), (m & ~truth).sum(), (~m & truth).sum()
+                tp[k], fp[k], fn[k] = tp[k] + a, fp[k] + b, fn[k] + c
+                per_image.setdefault(item.name, []).append(float(a / (a + b + c)))
+            else:
+                clean_on[k] += m.sum()
+        if not truth.any():
+            clean_px += truth.size
+    ious = np.array(list(per_image.values())).reshape(-1, n)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return {
+        "marked_images": len(per_image),
+        "mean_iou": ious.mean(0).tolist() if len(ious) else None,
+        "f1": f1.tolist(),
+        "precision": (tp / np.maximum(tp + fp, 1)).tolist(),
+        "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
+        "clean_fp_rate": (clean_on / clean_px).tolist() if clean_px else None,
+        "per_image": per_image,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--split", choices=["val", "test"], default=None)
+    parser.add_argument("--folders", nargs="*", default=[])
+    parser.add_argument("--lows", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    parser.add_argument("--out", required=True, help="path without suffix for .json and .md")
+    args = parser.parse_args()
+    predictor = TorchPredictor(args.ckpt)
+    high = predictor.threshold
+    settings = [(high, high)] + [(low, high) for low in args.lows if low < high]
+    sets = {}
+    if args.split:
+        sets[f"synthetic_{args.split}"] = _run_split(OmegaConf.create({"ckpt": args.ckpt}), args.split)[0]
+    for folder in args.folders:
+        sets[Path(folder).name] = FolderPairs(folder)
+    results = {}
+    for name, items in sets.items():
+        start = time.perf_counter()
+        results[name] = measure(predictor, items, settings)
+        print(f"{name}: {len(items)} images in {time.perf_counter() - start:.0f} s", flush=True)
+    report = {"ckpt": args.ckpt, "high": high, "settings": settings, "sets": results}
+    out = Path(args.out)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1))
+    lines = [
+        f"# Hysteresis probe: {args.ckpt} (high = stored threshold {high:.2f})",
+        "",
+        "| set | low | marked mean IoU | pooled F1 | precision | recall | clean FP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        for k, (low, _) in enumerate(settings):
+            miou = "-" if r["mean_iou"] is None else f"{r['mean_iou'][k]:.4f}"
+            fp = "-" if r["clean_fp_rate"] is None else f"{100 * r['clean_fp_rate'][k]:.2f} %"
+            label = "plain" if k == 0 else f"{low:.2f}"
+            lines.append(
+                f"| {name} | {label} | {miou} | {r['f1'][k]:.4f} | {r['precision'][k]:.3f} "
+                f"| {r['recall'][k]:.3f} | {fp} |"
+            )
+    write_text_atomic(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
