@@ -1,0 +1,63 @@
+"""The analysis scripts under experiments/ that decide between recipes: their arithmetic."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, run_script
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(path, ious, fps):
+    rows = [
+        {"group": "m", "name": f"{i}.png", "iou": v, "f1": v, "fp_rate": None} for i, v in enumerate(ious)
+    ]
+    rows += [
+        {"group": "c", "name": f"{i}.png", "iou": None, "f1": None, "fp_rate": v} for i, v in enumerate(fps)
+    ]
+    path.write_text(json.dumps({"per_image": rows}))
+    return path
+
+
+def test_compare_reports_pairs_images_by_name(tmp_path):
+    a = _report(tmp_path / "a.json", [0.5, 0.4, 0.3, 0.2], [0.10])
+    b = _report(tmp_path / "b.json", [0.6, 0.4, 0.5, 0.1], [0.05])
+    out = run_script(
+        ["experiments/compare_reports.py", str(a), str(b), "--out", str(tmp_path / "cmp")], tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r["set"]: r for r in json.loads((tmp_path / "cmp.json").read_text())}
+    d = np.array([0.1, 0.0, 0.2, -0.1])
+    assert rows["m"]["diff"] == pytest.approx(d.mean())
+    assert rows["m"]["se"] == pytest.approx(d.std(ddof=1) / 2)
+    assert rows["m"]["b_better"] == 2 and rows["m"]["marked"] == 4
+    assert rows["c"]["a_fp"] == pytest.approx(0.10) and rows["c"]["b_fp"] == pytest.approx(0.05)
+    assert rows["all"]["marked"] == 4 and rows["all"]["clean"] == 1
+    assert "+0.0500" in (tmp_path / "cmp.md").read_text()
+
+
+def test_compare_reports_refuses_reports_of_other_images(tmp_path):
+    a = _report(tmp_path / "a.json", [0.5], [])
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps({"per_image": [{"group": "x", "name": "y.png", "iou": 0.1, "fp_rate": None}]}))
+    out = run_script(["experiments/compare_reports.py", str(a), str(b)], tmp_path)
+    assert out.returncode != 0 and "share no" in out.stderr
+
+
+def test_hysteresis_grows_confident_regions_and_drops_weak_ones():
+    masks = _load("hysteresis_probe").masks
+    prob = np.zeros((8, 8), np.float32)
+    prob[1, 1:5] = [0.95, 0.6, 0.6, 0.3]  # a confident seed with a weaker tail
+    prob[6, 6] = 0.7  # weak and alone
+    plain, grown = masks(prob, [(0.9, 0.9), (0.5, 0.9)])
+    assert plain.sum() == 1 and plain[1, 1]
+    assert grown[1, 1:4].all() and not grown[1, 4] and not grown[6, 6]
+    assert grown.sum() == 3
