@@ -47,9 +47,8 @@ def measure(predictor, items, settings) -> dict:
     tp, fp, fn = np.zeros(n), np.zeros(n), np.zeros(n)
     clean_on, clean_px = np.zeros(n), 0
     per_image: dict[str, list[float]] = {}
-    pairs = ((i, items[i].image) for i in range(len(items)))
-    for i, prob in predict_items(predictor, pairs):
-        item = items[i]
+    loaded = (items[i] for i in range(len(items)))  # a synthetic item renders once
+    for item, prob in predict_items(predictor, ((item, item.image) for item in loaded)):
         truth = item.mask > 0  # Item masks are 0/1
         for k, m in enumerate(masks(prob, settings)):
             if truth.any():
