@@ -13,8 +13,9 @@ isolated weak responses out.
 `--split val` is the checkpoint's own held-out synthetic validation split (where `low`
 may be chosen); `--folders` are real-pair folders (e.g. the proxy of clean_photos.py).
 Never pass ../shared/eval here: this chooses a setting. Writes <out>.json and <out>.md:
-per set and setting, per-image mean IoU over marked images, pooled F1, and the share of
-pixels marked on clean images, with the per-image IoUs for paired comparisons.
+per set and setting, evaluate.py's measures (per-image mean IoU over marked images, pooled
+precision and recall, and their F1; the mean share of pixels marked on clean images),
+with the per-image IoUs for paired comparisons.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from skimage.filters import apply_hysteresis_threshold
 from wmseg.atomic import write_text_atomic
 from wmseg.data.folder import FolderPairs
 from wmseg.inference import TorchPredictor, predict_items
+from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.evaluate import _run_split
 
 
@@ -43,31 +45,25 @@ def masks(prob: np.ndarray, settings: list[tuple[float, float]]) -> list[np.ndar
 
 
 def measure(predictor, items, settings) -> dict:
-    n = len(settings)
-    tp, fp, fn = np.zeros(n), np.zeros(n), np.zeros(n)
-    clean_on, clean_px = np.zeros(n), 0
-    per_image: dict[str, list[float]] = {}
+    """evaluate.py's own meter on each setting's binary mask (a 0/1 "probability" at 0.5)."""
+    meters = [SegmentationMeter(threshold=0.5) for _ in settings]
     loaded = (items[i] for i in range(len(items)))  # a synthetic item renders once
     for item, prob in predict_items(predictor, ((item, item.image) for item in loaded)):
-        truth = item.mask > 0  # Item masks are 0/1
-        for k, m in enumerate(masks(prob, settings)):
-            if truth.any():
-                a, b, c = (m & truth).sum(), (m & ~truth).sum(), (~m & truth).sum()
-                tp[k], fp[k], fn[k] = tp[k] + a, fp[k] + b, fn[k] + c
-                per_image.setdefault(item.name, []).append(float(a / (a + b + c)))
-            else:
-                clean_on[k] += m.sum()
-        if not truth.any():
-            clean_px += truth.size
-    ious = np.array(list(per_image.values())).reshape(-1, n)
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        for meter, mask in zip(meters, masks(prob, settings), strict=True):
+            meter.update(item.group, item.name, mask.astype(np.float32), item.mask)
+    rows = [meter.compute() for meter in meters]
+    per_image: dict[str, list[float]] = {}
+    for meter in meters:
+        for score in meter.images:
+            if score.iou is not None:
+                per_image.setdefault(score.name, []).append(score.iou)
     return {
-        "marked_images": len(per_image),
-        "mean_iou": ious.mean(0).tolist() if len(ious) else None,
-        "f1": f1.tolist(),
-        "precision": (tp / np.maximum(tp + fp, 1)).tolist(),
-        "recall": (tp / np.maximum(tp + fn, 1)).tolist(),
-        "clean_fp_rate": (clean_on / clean_px).tolist() if clean_px else None,
+        "marked_images": rows[0]["images_with_watermark"],
+        "mean_iou": [r["mean_iou"] for r in rows] if rows[0]["mean_iou"] is not None else None,
+        "f1": [2 * r["precision"] * r["recall"] / max(r["precision"] + r["recall"], 1e-12) for r in rows],
+        "precision": [r["precision"] for r in rows],
+        "recall": [r["recall"] for r in rows],
+        "clean_fp_rate": [r["empty_fp_rate"] for r in rows] if rows[0]["empty_fp_rate"] is not None else None,
         "per_image": per_image,
     }
 
