@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
 from wmseg.atomic import write_text_atomic
@@ -33,20 +34,15 @@ def compare(a: dict, b: dict) -> list[dict]:
         row: dict = {"set": group, "marked": len(pairs), "clean": len(fps)}
         if pairs:
             d = [y - x for x, y in pairs]
-            mean = sum(d) / len(d)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in d) / (len(d) - 1)) if len(d) > 1 else float("nan")
             row |= {
-                "a_mean_iou": sum(x for x, _ in pairs) / len(pairs),
-                "b_mean_iou": sum(y for _, y in pairs) / len(pairs),
-                "diff": mean,
-                "se": sd / math.sqrt(len(d)),
+                "a_mean_iou": statistics.fmean(x for x, _ in pairs),
+                "b_mean_iou": statistics.fmean(y for _, y in pairs),
+                "diff": statistics.fmean(d),
+                "se": statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan"),
                 "b_better": sum(v > 0 for v in d),
             }
         if fps:
-            row |= {
-                "a_fp": sum(x for x, _ in fps) / len(fps),
-                "b_fp": sum(y for _, y in fps) / len(fps),
-            }
+            row |= {"a_fp": statistics.fmean(x for x, _ in fps), "b_fp": statistics.fmean(y for _, y in fps)}
         rows.append(row)
     return rows
 
