@@ -20,6 +20,8 @@ from wmseg.atomic import write_text_atomic
 
 def per_image(path: Path) -> dict[tuple[str, str], dict]:
     report = json.loads(Path(path).read_text())
+    if "per_image" not in report:
+        raise SystemExit(f"{path} has no per_image list: give the report.json that evaluate.py writes")
     return {(r["group"], r["name"]): r for r in report["per_image"]}
 
 

@@ -61,3 +61,11 @@ def test_hysteresis_grows_confident_regions_and_drops_weak_ones():
     assert plain.sum() == 1 and plain[1, 1]
     assert grown[1, 1:4].all() and not grown[1, 4] and not grown[6, 6]
     assert grown.sum() == 3
+
+
+def test_compare_reports_names_a_file_that_is_not_a_report(tmp_path):
+    a = _report(tmp_path / "a.json", [0.5], [])
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps({"sets": {}}))
+    out = run_script(["experiments/compare_reports.py", str(a), str(b)], tmp_path)
+    assert out.returncode != 0 and f"{b} has no per_image" in out.stderr
