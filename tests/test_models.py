@@ -44,6 +44,29 @@ def test_lite_weights_map_to_timm_and_classify(variant):
     assert _imagenet_top1(model, "coffee") == 967  # espresso
 
 
+def test_input_statistics_follow_the_weights_source():
+    # TF's Lite weights take (x - 0.5) / 0.5; ImageNet's statistics would feed them inputs
+    # 2.2 times too wide (what every net got before the default followed the source).
+    lite = WatermarkUnet("timm-tf_efficientnet_lite0", encoder_weights="efficientnet_lite0")
+    assert lite.mean.flatten().tolist() == [0.5] * 3 and lite.std.flatten().tolist() == [0.5] * 3
+    plain = WatermarkUnet("resnet18", decoder_channels=(16, 16, 8, 8, 8))
+    assert torch.allclose(plain.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
+    mine = WatermarkUnet("resnet18", decoder_channels=(16, 16, 8, 8, 8), mean=(0.1,) * 3, std=(0.2,) * 3)
+    assert torch.allclose(mine.mean.flatten(), torch.tensor([0.1] * 3))
+
+
+def test_rebuilt_net_keeps_the_statistics_it_was_trained_with():
+    from wmseg.inference.checkpoint import build_net
+
+    base = {"_target_": "wmseg.models.WatermarkUnet", "encoder_name": "timm-tf_efficientnet_lite0"}
+    # Rebuilding drops the initial weights, but not the statistics they implied.
+    new = build_net({**base, "encoder_weights": "efficientnet_lite0", "mean": None, "std": None})
+    assert new.mean.flatten().tolist() == [0.5] * 3
+    # A stored config without the keys predates them: it was trained on ImageNet's.
+    old = build_net({**base, "encoder_weights": "efficientnet_lite0"})
+    assert torch.allclose(old.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
 def test_lite0_weights_load_into_smp_encoder():
     net = WatermarkUnet("timm-tf_efficientnet_lite0", encoder_weights="efficientnet_lite0")
     state = torch.load(WEIGHT_SOURCES["efficientnet_lite0"](), map_location="cpu", weights_only=True)

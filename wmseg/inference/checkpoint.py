@@ -15,6 +15,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from wmseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_statistics
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
@@ -52,9 +54,16 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
         raise CheckpointError(
             f"{source}: network class {target!r} is not a wmseg model; refusing to build it"
         )
+    # The input statistics the net was trained with, fixed before the initial weights'
+    # name is dropped. A config without the keys predates them: ImageNet's, as then.
+    if "mean" in net_config:
+        mean, std = input_statistics(net_config.get("encoder_weights"))
+        mean, std = net_config.get("mean") or mean, net_config.get("std") or std
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
     # The trained weights replace any initial weights: never load them again. Frozen
     # BatchNorm is a training option; these nets only ever run in eval mode.
-    net_config = {**net_config, "encoder_weights": None}
+    net_config = {**net_config, "encoder_weights": None, "mean": list(mean), "std": list(std)}
     if "freeze_encoder_bn" in net_config:
         net_config["freeze_encoder_bn"] = False
     return hydra.utils.instantiate(OmegaConf.create(net_config))

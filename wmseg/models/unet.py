@@ -8,16 +8,15 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from wmseg.models.pretrained import load_encoder_weights
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from wmseg.models.pretrained import input_statistics, load_encoder_weights
 
 
 class WatermarkUnet(nn.Module):
     """Maps RGB in [0, 1], (N, 3, H, W) with H, W multiples of `stride`, to logits (N, 1, H, W).
 
-    Normalisation lives in buffers, so an exported graph takes raw [0, 1] pixels.
+    Normalisation lives in buffers, so an exported graph takes raw [0, 1] pixels. `mean`
+    and `std` default to the statistics `encoder_weights` were trained with (a named
+    source's own, ImageNet's for a file); set both for weights trained otherwise.
 
     Example:
         >>> net = WatermarkUnet("resnet18", decoder_channels=(32, 16, 8, 8, 8))
@@ -31,8 +30,8 @@ class WatermarkUnet(nn.Module):
         encoder_weights: str | None = None,
         encoder_depth: int = 5,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         freeze_encoder_bn: bool = False,
     ) -> None:
         super().__init__()
@@ -57,6 +56,10 @@ class WatermarkUnet(nn.Module):
         for name in ("conv_head", "bn2"):
             if isinstance(getattr(self.unet.encoder, name, None), nn.Module):
                 delattr(self.unet.encoder, name)
+        # Before this default, every net used ImageNet's: wmseg.inference.checkpoint
+        # rebuilds checkpoints of that time (no `mean` key in their config) that way.
+        default_mean, default_std = input_statistics(encoder_weights)
+        mean, std = mean or default_mean, std or default_std
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.stride = 2**encoder_depth
