@@ -57,8 +57,8 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
     # The input statistics the net was trained with, fixed before the initial weights'
     # name is dropped. A config without the keys predates them: ImageNet's, as then.
     if "mean" in net_config:
-        mean, std = input_statistics(net_config.get("encoder_weights"))
-        mean, std = net_config.get("mean") or mean, net_config.get("std") or std
+        weights, given_mean, given_std = (net_config.get(k) for k in ("encoder_weights", "mean", "std"))
+        mean, std = input_statistics(weights, given_mean, given_std)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     # The trained weights replace any initial weights: never load them again. Frozen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -34,11 +35,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SOURCE_STATISTICS = {name: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) for name in WEIGHT_SOURCES}
 
 
-def input_statistics(weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) the encoder's weights expect on [0, 1] RGB: a named source's own,
-    else ImageNet's (torchvision and timm convention for a weights file, and harmless for
-    random init)."""
-    return SOURCE_STATISTICS.get(weights or "", (IMAGENET_MEAN, IMAGENET_STD))
+def input_statistics(
+    weights: str | None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> tuple[Sequence[float], Sequence[float]]:
+    """(mean, std) on [0, 1] RGB: those given, else what `weights` expect: a named source's
+    own, else ImageNet's (torchvision and timm convention for a weights file, and harmless
+    for random init)."""
+    default_mean, default_std = SOURCE_STATISTICS.get(weights or "", (IMAGENET_MEAN, IMAGENET_STD))
+    return (default_mean if mean is None else mean), (default_std if std is None else std)
 
 
 def load_by_order(module: nn.Module, source: dict[str, torch.Tensor]) -> int:

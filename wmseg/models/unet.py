@@ -58,8 +58,7 @@ class WatermarkUnet(nn.Module):
                 delattr(self.unet.encoder, name)
         # Before this default, every net used ImageNet's: wmseg.inference.checkpoint
         # rebuilds checkpoints of that time (no `mean` key in their config) that way.
-        default_mean, default_std = input_statistics(encoder_weights)
-        mean, std = mean or default_mean, std or default_std
+        mean, std = input_statistics(encoder_weights, mean, std)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.stride = 2**encoder_depth
