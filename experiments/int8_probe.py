@@ -5,8 +5,10 @@
 Calibrates like `export.py` (32 x 8 images of the checkpoint's own train split, minmax,
 per-channel weights, QDQ) and measures the mean per-image mask IoU of each INT8 model
 against the fp32 one on the synthetic val split, at the checkpoint's threshold:
-U8S8 (the export default), U8S8 with reduce_range (7-bit weights: no int16 saturation in
-AVX2's VPMADDUBSW), and U8U8 (another kernel). A diagnosis, not a setting search.
+U8S8 (the export default), the same U8S8 model run without graph optimization (its Q/DQ
+pairs then run in float: the quantization's own error, without this CPU's int8 kernels),
+U8S8 with reduce_range (7-bit weights: no int16 saturation in AVX2's VPMADDUBSW), and
+U8U8 (another kernel). A diagnosis, not a setting search.
 """
 
 from __future__ import annotations
@@ -50,8 +52,13 @@ def main() -> None:
     images = torch.stack([val[i]["image"] for i in range(len(val))]).numpy()
     cut = _logit(loaded.threshold)
 
-    def masks(path: Path | str) -> np.ndarray:
-        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def masks(path: Path | str, fused: bool = True) -> np.ndarray:
+        # fused=False: no graph optimization, so Q/DQ pairs run as float arithmetic (the
+        # quantization's own error) instead of this CPU's fused int8 kernels.
+        so = ort.SessionOptions()
+        if not fused:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return (
             np.concatenate([s.run(None, {"image": images[i : i + 8]})[0] for i in range(0, len(images), 8)])[
                 :, 0
@@ -78,9 +85,12 @@ def main() -> None:
                 "extra_options": {"ActivationSymmetric": False},
             } | extra
             quantize_static(str(pre), str(out), _Batches(calib), **options)
-            m = masks(out)
-            rows[name] = float(np.mean([_mask_iou(m[i], ref[i]) for i in range(len(m))]))
-            print(f"{name}: mean mask IoU vs fp32 {rows[name]:.4f}", flush=True)
+            runs = {name: masks(out)}
+            if not extra:
+                runs[f"{name}, Q/DQ simulated in float (no int8 kernels)"] = masks(out, fused=False)
+            for key, m in runs.items():
+                rows[key] = float(np.mean([_mask_iou(m[i], ref[i]) for i in range(len(m))]))
+                print(f"{key}: mean mask IoU vs fp32 {rows[key]:.4f}", flush=True)
 
     cpu = next(
         (
