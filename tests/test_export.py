@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import onnx
@@ -66,6 +67,24 @@ def test_int8_file_and_mask_agreement(tiny_onnx, tmp_path):
     assert q.shape == fp32.shape
     # Random weights give logits near 0 everywhere; compare values, not thresholded masks.
     assert np.corrcoef(q.ravel(), fp32.ravel())[0, 1] > 0.95
+
+
+def test_int8_weight_type_reaches_the_graph_and_bad_names_are_rejected(tiny_onnx, tmp_path):
+    _, path = tiny_onnx
+    calib = [np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32) for _ in range(2)]
+    int8 = quantize_int8(path, tmp_path / "u8u8.onnx", calib, weight_type="uint8", reduce_range=True)
+    model = onnx.load(str(int8))
+    inits = {t.name: t for t in model.graph.initializer}
+    # Weights are stored quantized (biases as int32): DequantizeLinear inputs that are initializers.
+    stored = {
+        inits[n.input[0]].data_type
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    }
+    assert onnx.TensorProto.UINT8 in stored and onnx.TensorProto.INT8 not in stored
+    with pytest.raises(ValueError, match=re.escape("export.int8.weight_type='int4'")):
+        quantize_int8(path, tmp_path / "bad.onnx", calib, weight_type="int4")
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 @pytest.mark.slow

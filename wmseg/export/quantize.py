@@ -25,6 +25,13 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
+TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+
+
+def _quant_type(name: str, key: str) -> QuantType:
+    if name not in TYPES:
+        raise ValueError(f"export.int8.{key}={name!r}: use one of {sorted(TYPES)}")
+    return TYPES[name]
 
 
 class _Batches(CalibrationDataReader):
@@ -45,14 +52,22 @@ def quantize_int8(
     activation_type: str = "uint8",
     exclude_ops: Sequence[str] = (),
     exclude_nodes: Sequence[str] = (),
+    weight_type: str = "int8",
+    reduce_range: bool = False,
 ) -> Path:
     """Write a static-INT8 QDQ copy of `fp32_path`, calibrated on `calibration` batches.
 
     U8 activations with S8 per-channel weights ran fastest on AVX2 CPUs (see
-    experiments/); `exclude_ops` keeps op types (e.g. "Resize") in float.
+    experiments/); `exclude_ops` keeps op types (e.g. "Resize") in float. `reduce_range`
+    (7-bit weights) and U8 weights are ONNX Runtime's advice against U8S8's int16
+    saturation on CPUs without VNNI.
     """
     if method not in METHODS:
         raise ValueError(f"export.int8.method={method!r}: use one of {sorted(METHODS)}")
+    activations, weights = (
+        _quant_type(activation_type, "activation_type"),
+        _quant_type(weight_type, "weight_type"),
+    )
     fp32 = onnx.load(str(fp32_path))
     metadata = {p.key: p.value for p in fp32.metadata_props}
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +80,10 @@ def quantize_int8(
             str(out),
             _Batches(calibration),
             quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            activation_type=activations,
+            weight_type=weights,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             calibrate_method=METHODS[method],
             op_types_to_quantize=ops,
             nodes_to_exclude=list(exclude_nodes),

@@ -81,6 +81,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             method=cfg.int8.method,
             per_channel=cfg.int8.per_channel,
             activation_type=cfg.int8.activation_type,
+            weight_type=cfg.int8.weight_type,
+            reduce_range=cfg.int8.reduce_range,
             exclude_ops=list(cfg.int8.exclude_ops),
         )
 
