@@ -137,6 +137,15 @@ def test_key_tells_heldout_photos_from_bundled():
     assert key("heldout") == key("heldout") != key()
 
 
+def test_key_tells_photo_sources_apart():
+    from wmseg.synth import BackgroundBank
+
+    def key(**options) -> str:
+        return cache_key(WatermarkSynth(SynthConfig(size=32), BackgroundBank(**options)), 0, 4)[0]
+
+    assert key() == key(photo_sources=["skimage"]) != key(photo_sources=["skimage", "sklearn"])
+
+
 def test_heldout_val_split_same_bytes_in_every_cache_mode_and_apart_from_train(tmp_path):
     ref = _val_batches(_dm(tmp_path, "none", val_backgrounds="heldout"))
     for cache in ("memory", "disk"):

@@ -106,6 +106,7 @@ class WatermarkDataModule(_Loaders):
         min_zoom: float = 1.0,
         shading: float = 0.0,
         clutter: float = 0.0,
+        photo_sources: Sequence[str] = ("skimage",),
         train_size: int = 20000,
         val_size: int = 256,
         test_size: int = 256,
@@ -142,7 +143,13 @@ class WatermarkDataModule(_Loaders):
         self.val_backgrounds = val_backgrounds
         # Checked on construction, so a bad value fails before any rendering.
         self.bank_options = BackgroundOptions(
-            procedural_fraction, collage_fraction, color_jitter, min_zoom, shading, clutter
+            procedural_fraction,
+            collage_fraction,
+            color_jitter,
+            min_zoom,
+            shading,
+            clutter,
+            tuple(photo_sources),
         )
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -55,12 +56,44 @@ def _as_rgb(img: np.ndarray, max_side: int | None = _MAX_SIDE) -> np.ndarray:
     return np.asarray(im)
 
 
-@lru_cache(maxsize=1)
-def bundled_photos() -> tuple[np.ndarray, ...]:
-    """The scikit-image sample photos as uint8 RGB arrays."""
+def _skimage_photos() -> list[np.ndarray]:
     import skimage.data
 
-    return tuple(_as_rgb(np.asarray(getattr(skimage.data, name)())) for name in _SKIMAGE_PHOTOS)
+    return [np.asarray(getattr(skimage.data, name)()) for name in _SKIMAGE_PHOTOS]
+
+
+def _sklearn_photos() -> list[np.ndarray]:
+    # scikit-learn's two sample photos (a temple, a flower; CC BY 2.0, see its
+    # datasets/images/README.txt): landscape and foliage detail the scikit-image set lacks.
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as err:
+        raise ImportError(
+            "data.photo_sources names sklearn, but scikit-learn is not installed: "
+            "pip install scikit-learn, or drop sklearn from data.photo_sources"
+        ) from err
+    return list(load_sample_images().images)
+
+
+# Packages whose bundled photos can serve as the default training backgrounds
+# (`data.photo_sources`); none of them holds a held-out photo.
+PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos}
+
+
+def check_photo_sources(sources: Sequence[str]) -> tuple[str, ...]:
+    """`sources` as a tuple, or a ValueError naming the config key and the known names."""
+    sources = tuple(sources)
+    unknown = [s for s in sources if s not in PHOTO_SOURCES]
+    if unknown or not sources:
+        raise ValueError(f"data.photo_sources={list(sources)}: use one or more of {', '.join(PHOTO_SOURCES)}")
+    return sources
+
+
+@lru_cache(maxsize=4)
+def bundled_photos(sources: tuple[str, ...] = ("skimage",)) -> tuple[np.ndarray, ...]:
+    """The sample photos of the packages in `sources` (see `PHOTO_SOURCES`) as uint8 RGB
+    arrays, in a fixed order."""
+    return tuple(_as_rgb(img) for name in check_photo_sources(sources) for img in PHOTO_SOURCES[name]())
 
 
 @lru_cache(maxsize=2)
@@ -183,8 +216,11 @@ class BackgroundOptions:
     min_zoom: float = 1.0
     shading: float = 0.0
     clutter: float = 0.0
+    # Packages whose sample photos are the bundled training photos (unused with a folder).
+    photo_sources: tuple[str, ...] = ("skimage",)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "photo_sources", check_photo_sources(self.photo_sources))
         for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading", "clutter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.{key} must be within [0, 1], got {getattr(self, key)}")
@@ -206,7 +242,8 @@ class BackgroundBank:
     brightness field or a blurred translucent tint). `clutter` is the share of collages
     that also get 10-40 small leaves of whole shrunken photo crops: dense, fine detail at
     many scales (shelves, crowds, foliage), which a model must not call text. Defaults
-    (0, 0, 1, 0, 0) draw nothing extra, so older samples stay the same.
+    (0, 0, 1, 0, 0) draw nothing extra, so older samples stay the same. `photo_sources`
+    names the packages whose sample photos are the bundled photos (`PHOTO_SOURCES`).
 
     Example:
         >>> bank = BackgroundBank()  # bundled photos + procedural textures
@@ -214,7 +251,7 @@ class BackgroundBank:
         (128, 128, 3)
     """
 
-    def __init__(self, folder: str | Path | None = None, **options: float) -> None:
+    def __init__(self, folder: str | Path | None = None, **options: Any) -> None:
         self.options = BackgroundOptions(**options)
         self.heldout = folder == HELDOUT
         self.folder = None if folder is None or self.heldout else Path(folder).expanduser()
@@ -222,7 +259,9 @@ class BackgroundBank:
         self.skipped: set[Path] = set()
 
     def _photos(self) -> Sequence[np.ndarray]:
-        return tuple(heldout_photos().values()) if self.heldout else bundled_photos()
+        if self.heldout:
+            return tuple(heldout_photos().values())
+        return bundled_photos(self.options.photo_sources)
 
     def __len__(self) -> int:
         return len(self.files) if self.folder else len(self._photos())
