@@ -87,6 +87,24 @@ def test_int8_weight_type_reaches_the_graph_and_bad_names_are_rejected(tiny_onnx
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_keep_float_leaves_the_stem_and_head_convs_unquantized(tiny_onnx, tmp_path):
+    _, path = tiny_onnx
+    calib = [np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32) for _ in range(2)]
+
+    def weight_is_quantized(model: onnx.ModelProto) -> list[bool]:
+        # A quantized Conv reads its weight through a DequantizeLinear; a float one directly.
+        dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+        return [n.input[1] in dq for n in model.graph.node if n.op_type == "Conv"]
+
+    plain = weight_is_quantized(onnx.load(str(quantize_int8(path, tmp_path / "a.onnx", calib))))
+    kept = onnx.load(str(quantize_int8(path, tmp_path / "b.onnx", calib, keep_float=["stem", "head"])))
+    assert len(plain) >= 3 and all(plain)
+    assert weight_is_quantized(kept) == [False] + [True] * (len(plain) - 2) + [False]
+    assert "float=stem,head" in read_metadata(tmp_path / "b.onnx")["quantization"]
+    with pytest.raises(ValueError, match=re.escape("export.int8.keep_float")):
+        quantize_int8(path, tmp_path / "bad.onnx", calib, keep_float=["neck"])
+
+
 @pytest.mark.slow
 def test_export_task_end_to_end(trained_ckpt, tmp_path):
     cfg = compose_config(

@@ -34,6 +34,23 @@ def _quant_type(name: str, key: str) -> QuantType:
     return TYPES[name]
 
 
+# Layers that `keep_float` can name: the first and the last convolution of the graph.
+KEEP_FLOAT = ("stem", "head")
+
+
+def float_nodes(model: onnx.ModelProto, keep_float: Sequence[str]) -> list[str]:
+    """Names of the nodes `keep_float` names ("stem": the first Conv, which sees the raw
+    image; "head": the last Conv, which writes the logits), in graph order."""
+    unknown = sorted(set(keep_float) - set(KEEP_FLOAT))
+    if unknown:
+        raise ValueError(f"export.int8.keep_float={list(keep_float)}: use any of {list(KEEP_FLOAT)}")
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    if keep_float and not convs:
+        raise ValueError("export.int8.keep_float names convolutions, but the model has none")
+    picked = {"stem": convs[:1], "head": convs[-1:]}
+    return sorted({name for key in keep_float for name in picked[key]}, key=convs.index)
+
+
 class _Batches(CalibrationDataReader):
     def __init__(self, batches: Iterable[np.ndarray]) -> None:
         self._it = iter(batches)
@@ -54,13 +71,15 @@ def quantize_int8(
     exclude_nodes: Sequence[str] = (),
     weight_type: str = "int8",
     reduce_range: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Write a static-INT8 QDQ copy of `fp32_path`, calibrated on `calibration` batches.
 
     U8 activations with S8 per-channel weights ran fastest on AVX2 CPUs (see
     experiments/); `exclude_ops` keeps op types (e.g. "Resize") in float. `reduce_range`
     (7-bit weights) and U8 weights are ONNX Runtime's advice against U8S8's int16
-    saturation on CPUs without VNNI.
+    saturation on CPUs without VNNI. `keep_float` keeps the stem and/or head convolution
+    in float (see `float_nodes`).
     """
     if method not in METHODS:
         raise ValueError(f"export.int8.method={method!r}: use one of {sorted(METHODS)}")
@@ -73,7 +92,9 @@ def quantize_int8(
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        ops = sorted({n.op_type for n in onnx.load(str(pre)).graph.node} - set(exclude_ops))
+        graph = onnx.load(str(pre))
+        ops = sorted({n.op_type for n in graph.graph.node} - set(exclude_ops))
+        excluded = list(exclude_nodes) + float_nodes(graph, keep_float)
         out = Path(tmp) / "int8.onnx"
         quantize_static(
             str(pre),
@@ -86,10 +107,12 @@ def quantize_int8(
             reduce_range=reduce_range,
             calibrate_method=METHODS[method],
             op_types_to_quantize=ops,
-            nodes_to_exclude=list(exclude_nodes),
+            nodes_to_exclude=excluded,
             extra_options={"ActivationSymmetric": activation_type == "int8"},
         )
         model = onnx.load(str(out))
-    set_metadata(model, {**metadata, "quantization": f"int8 static QDQ, {method}, per_channel={per_channel}"})
+    settings = f"int8 static QDQ, {method}, per_channel={per_channel}, {activation_type}/{weight_type}"
+    settings += f", reduce_range={reduce_range}, float={','.join(keep_float) or 'none'}"
+    set_metadata(model, {**metadata, "quantization": settings})
     onnx.checker.check_model(model)
     return write_atomic(int8_path, lambda t: onnx.save(model, t))

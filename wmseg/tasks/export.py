@@ -84,6 +84,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             weight_type=cfg.int8.weight_type,
             reduce_range=cfg.int8.reduce_range,
             exclude_ops=list(cfg.int8.exclude_ops),
+            keep_float=list(cfg.int8.keep_float),
         )
 
     # Parity at a shape other than the export shape.
