@@ -88,6 +88,18 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(metrics["best_model_path"])
 
 
+@pytest.fixture(scope="session")
+def exported_fp32(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`python export.py ckpt=<trained_ckpt> int8.enabled=false`: its model.onnx and report."""
+    from wmseg.tasks.export import export
+
+    out = tmp_path_factory.mktemp("exported")
+    overrides = [f"ckpt={trained_ckpt}", "sample_size=64", "int8.enabled=false", "parity.val_samples=4"]
+    report = export(compose_config(out, overrides, config_name="export"))
+    GlobalHydra.instance().clear()
+    return out / "model.onnx", report
+
+
 @pytest.fixture
 def pairs_folder(tmp_path: Path) -> Path:
     """A folder of real-layout pairs of mixed sizes, rendered by the synthesis engine."""

@@ -9,7 +9,6 @@ from torchmetrics.functional.classification import binary_jaccard_index
 
 from tests.conftest import compose_config
 from wmseg.data.folder import DataError
-from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.inference import CheckpointError, FlipAveraged, TorchPredictor, load_model
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.metrics import MeanImageIoUCurve, SegmentationMeter, f1_best_threshold, image_iou_curve
@@ -80,10 +79,9 @@ def test_f1_best_threshold_skips_thresholds_above_every_probability():
 
 
 @pytest.mark.slow
-def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, pairs_folder, tmp_path):
+def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, exported_fp32, pairs_folder, tmp_path):
     loaded = load_model(trained_ckpt)
-    meta = contract_metadata(loaded.threshold, loaded.net.stride, loaded.config["model"]["net"])
-    onnx_path = export_onnx(loaded.net, tmp_path / "model.onnx", meta, sample_hw=(64, 64))
+    onnx_path, _ = exported_fp32
     data = ["data=folder", f"data.root={pairs_folder}"]
     a = evaluate(_eval_cfg(tmp_path / "a", f"ckpt={trained_ckpt}", *data))
     b = evaluate(_eval_cfg(tmp_path / "b", f"onnx={onnx_path}", *data))

@@ -109,13 +109,27 @@ def test_keep_float_leaves_the_stem_and_head_convs_unquantized(tiny_onnx, tmp_pa
 def test_export_task_end_to_end(trained_ckpt, tmp_path):
     cfg = compose_config(
         tmp_path,
-        [f"ckpt={trained_ckpt}", "sample_size=64", "parity.val_samples=8", "int8.calibration_batches=2"],
+        [
+            f"ckpt={trained_ckpt}",
+            "sample_size=64",
+            "parity.val_samples=8",
+            "int8.calibration_batches=2",
+            "fp16=true",
+        ],
         config_name="export",
     )
     report = export(cfg)
-    for name in ("model.onnx", "model.int8.onnx"):
+    for name in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
         assert (tmp_path / name).is_file()
     assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
+    fp16 = onnx.load(str(tmp_path / "model.fp16.onnx"))
+    # fp16 inside, the contract's float32 at the edges.
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert report["parity_max_abs_logit_diff"]["model.fp16.onnx"] < 0.1
+    # Converted from model.onnx, so it describes itself the same way.
+    assert read_metadata(tmp_path / "model.fp16.onnx") == read_metadata(tmp_path / "model.onnx")
     assert 0.0 <= report["mean_mask_iou_vs_fp32_onnx"]["model.int8.onnx"] <= 1.0
     assert json.loads((tmp_path / "export_report.json").read_text())["threshold"] == report["threshold"]
     assert "model.int8.onnx" in (tmp_path / "export_report.md").read_text()
@@ -144,20 +158,11 @@ def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_p
 
 
 @pytest.mark.slow
-def test_fp16_without_int8(trained_ckpt, tmp_path):
-    cfg = compose_config(
-        tmp_path,
-        [f"ckpt={trained_ckpt}", "sample_size=64", "fp16=true", "int8.enabled=false", "parity.val_samples=4"],
-        config_name="export",
-    )
-    report = export(cfg)
-    assert (tmp_path / "model.fp16.onnx").is_file() and not (tmp_path / "model.int8.onnx").exists()
-    model = onnx.load(str(tmp_path / "model.fp16.onnx"))
-    # fp16 inside, the contract's float32 at the edges.
-    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
-    assert report["parity_max_abs_logit_diff"]["model.fp16.onnx"] < 0.1
+def test_export_without_int8_writes_only_the_fp32_model(exported_fp32):
+    path, report = exported_fp32
+    assert sorted(p.name for p in path.parent.glob("model*.onnx")) == ["model.onnx"]
+    assert list(report["parity_max_abs_logit_diff"]) == ["model.onnx"]
+    assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
     assert report["int8_val_iou_drop"] is None
 
 

@@ -46,7 +46,6 @@ def export_onnx(
     opset: int = 18,
     sample_hw: tuple[int, int] = (256, 256),
     dynamic: bool = True,
-    fp16: bool = False,
 ) -> Path:
     """Write `net` to `path` (atomically) and check it; returns the path."""
     net = net.eval().float().cpu()
@@ -70,18 +69,30 @@ def export_onnx(
         verify=False,
     )
     model = program.model_proto
-    if fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        # fp16 inside, float32 at the edges: the contract's dtypes hold.
-        model = convert_float_to_float16(model, keep_io_types=True)
-        # The converter adds its input Casts after the nodes that read them: re-sort.
-        graph = ir.from_proto(model)
-        graph.graph.sort()
-        model = ir.to_proto(graph)
     set_metadata(model, metadata)
     onnx.checker.check_model(model)
     return write_atomic(path, lambda tmp: onnx.save(model, tmp))
+
+
+def convert_fp16(fp32_path: str | Path, fp16_path: str | Path) -> Path:
+    """Write an fp16 copy of an exported fp32 model (for GPUs), keeping its metadata.
+
+    Converting the graph, rather than tracing the network again, halves the export time
+    and guarantees both files describe the same graph.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    # fp16 inside, float32 at the edges: the contract's dtypes hold.
+    model = convert_float_to_float16(model, keep_io_types=True)
+    # The converter adds its input Casts after the nodes that read them: re-sort.
+    graph = ir.from_proto(model)
+    graph.graph.sort()
+    model = ir.to_proto(graph)
+    set_metadata(model, metadata)
+    onnx.checker.check_model(model)
+    return write_atomic(fp16_path, lambda tmp: onnx.save(model, tmp))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from wmseg.atomic import write_text_atomic
-from wmseg.export.onnx import contract_metadata, export_onnx
+from wmseg.export.onnx import contract_metadata, convert_fp16, export_onnx
 from wmseg.export.quantize import quantize_int8
 from wmseg.inference import OnnxPredictor, load_model
 from wmseg.inference.checkpoint import CheckpointError
@@ -63,8 +63,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     fp32_path = export_onnx(loaded.net, out_dir / "model.onnx", meta, **opts)
     files = {"model.onnx": fp32_path}
     if cfg.fp16:
-        fp16_path = out_dir / "model.fp16.onnx"
-        files["model.fp16.onnx"] = export_onnx(loaded.net, fp16_path, meta, **opts, fp16=True)
+        files["model.fp16.onnx"] = convert_fp16(fp32_path, out_dir / "model.fp16.onnx")
 
     dm = _data_module(loaded.config, loaded.path, size=None if dynamic else size)
     dm.setup("fit")
