@@ -89,15 +89,23 @@ def trained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported_fp32(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """`python export.py ckpt=<trained_ckpt> int8.enabled=false`: its model.onnx and report."""
+def exported(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """`python export.py ckpt=<trained_ckpt> fp16=true` (small calibration): its folder and report.
+
+    One export serves every test that needs the files, since tracing costs ~40 s here."""
     from wmseg.tasks.export import export
 
     out = tmp_path_factory.mktemp("exported")
-    overrides = [f"ckpt={trained_ckpt}", "sample_size=64", "int8.enabled=false", "parity.val_samples=4"]
+    overrides = [
+        f"ckpt={trained_ckpt}",
+        "sample_size=64",
+        "parity.val_samples=8",
+        "int8.calibration_batches=2",
+        "fp16=true",
+    ]
     report = export(compose_config(out, overrides, config_name="export"))
     GlobalHydra.instance().clear()
-    return out / "model.onnx", report
+    return out, report
 
 
 @pytest.fixture

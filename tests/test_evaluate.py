@@ -79,9 +79,9 @@ def test_f1_best_threshold_skips_thresholds_above_every_probability():
 
 
 @pytest.mark.slow
-def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, exported_fp32, pairs_folder, tmp_path):
+def test_checkpoint_and_onnx_give_same_numbers(trained_ckpt, exported, pairs_folder, tmp_path):
     loaded = load_model(trained_ckpt)
-    onnx_path, _ = exported_fp32
+    onnx_path = exported[0] / "model.onnx"
     data = ["data=folder", f"data.root={pairs_folder}"]
     a = evaluate(_eval_cfg(tmp_path / "a", f"ckpt={trained_ckpt}", *data))
     b = evaluate(_eval_cfg(tmp_path / "b", f"onnx={onnx_path}", *data))

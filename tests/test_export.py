@@ -106,37 +106,27 @@ def test_keep_float_leaves_the_stem_and_head_convs_unquantized(tiny_onnx, tmp_pa
 
 
 @pytest.mark.slow
-def test_export_task_end_to_end(trained_ckpt, tmp_path):
-    cfg = compose_config(
-        tmp_path,
-        [
-            f"ckpt={trained_ckpt}",
-            "sample_size=64",
-            "parity.val_samples=8",
-            "int8.calibration_batches=2",
-            "fp16=true",
-        ],
-        config_name="export",
-    )
-    report = export(cfg)
+def test_export_task_end_to_end(exported):
+    out, report = exported
     for name in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
-        assert (tmp_path / name).is_file()
+        assert (out / name).is_file()
     assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
-    fp16 = onnx.load(str(tmp_path / "model.fp16.onnx"))
+    fp16 = onnx.load(str(out / "model.fp16.onnx"))
     # fp16 inside, the contract's float32 at the edges.
     assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
     assert report["parity_max_abs_logit_diff"]["model.fp16.onnx"] < 0.1
     # Converted from model.onnx, so it describes itself the same way.
-    assert read_metadata(tmp_path / "model.fp16.onnx") == read_metadata(tmp_path / "model.onnx")
+    assert read_metadata(out / "model.fp16.onnx") == read_metadata(out / "model.onnx")
     assert 0.0 <= report["mean_mask_iou_vs_fp32_onnx"]["model.int8.onnx"] <= 1.0
-    assert json.loads((tmp_path / "export_report.json").read_text())["threshold"] == report["threshold"]
-    assert "model.int8.onnx" in (tmp_path / "export_report.md").read_text()
+    assert report["int8_val_iou_drop"] is not None
+    assert json.loads((out / "export_report.json").read_text())["threshold"] == report["threshold"]
+    assert "model.int8.onnx" in (out / "export_report.md").read_text()
 
 
 @pytest.mark.slow
-def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_path):
+def test_static_export_without_int8_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_path):
     cfg = compose_config(
         tmp_path,
         [
@@ -144,8 +134,7 @@ def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_p
             "sample_size=64",
             "dynamic=false",
             "parity.val_samples=4",
-            "int8.calibration_batches=1",
-            "int8.batch_size=2",
+            "int8.enabled=false",
         ],
         config_name="export",
     )
@@ -154,16 +143,10 @@ def test_static_export_has_fixed_shape_and_passes_its_checks(trained_ckpt, tmp_p
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, 64, 64]
     assert report["dynamic"] is False and report["parity_shape"] == [1, 3, 64, 64]
     assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
-    assert report["val_samples"] == 4 and (tmp_path / "model.int8.onnx").is_file()
-
-
-@pytest.mark.slow
-def test_export_without_int8_writes_only_the_fp32_model(exported_fp32):
-    path, report = exported_fp32
-    assert sorted(p.name for p in path.parent.glob("model*.onnx")) == ["model.onnx"]
-    assert list(report["parity_max_abs_logit_diff"]) == ["model.onnx"]
-    assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
-    assert report["int8_val_iou_drop"] is None
+    assert report["val_samples"] == 4
+    # int8.enabled=false: the fp32 model alone.
+    assert sorted(p.name for p in tmp_path.glob("model*.onnx")) == ["model.onnx"]
+    assert list(report["parity_max_abs_logit_diff"]) == ["model.onnx"] and report["int8_val_iou_drop"] is None
 
 
 def test_export_missing_checkpoint(tmp_path):
