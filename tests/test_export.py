@@ -155,3 +155,26 @@ def test_export_missing_checkpoint(tmp_path):
     cfg = compose_config(tmp_path, [f"ckpt={tmp_path}/nope.ckpt"], config_name="export")
     with pytest.raises(CheckpointError, match=r"nope\.ckpt"):
         export(cfg)
+
+
+def test_x64_quant_precision_keeps_a_full_scale_int8_conv_exact(tmp_path):
+    # A 1x1 conv summing 16 channels of full-scale input with full-scale weights: U8S8
+    # pair sums (2 x 255 x 127) overflow int16 on x86 CPUs without VNNI; with
+    # x64_quant_precision the INT8 model must give the float answer (16) on any CPU.
+    w = onnx.numpy_helper.from_array(np.ones((1, 16, 1, 1), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["image", "w"], ["logits"])],
+        "full_scale",
+        [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 16, 4, 4])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+        [w],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)], ir_version=10)
+    for key, value in contract_metadata(0.5, 1, {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, tmp_path / "fp32.onnx")
+    x = np.ones((1, 16, 4, 4), np.float32)
+    int8 = quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", [x])
+    precise = OnnxPredictor(int8, providers=["CPUExecutionProvider"], x64_quant_precision=True)
+    assert precise.session.get_session_options().get_session_config_entry("session.x64quantprecision") == "1"
+    np.testing.assert_allclose(precise.logits(x), 16.0, rtol=0.02)

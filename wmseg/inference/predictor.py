@@ -39,7 +39,17 @@ class TorchPredictor:
 class OnnxPredictor:
     """An exported model; threshold and stride come from its metadata."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        providers: list[str] | None = None,
+        threads: int = 0,
+        x64_quant_precision: bool = False,
+    ) -> None:
+        """`x64_quant_precision`: ONNX Runtime's `session.x64quantprecision`. On x86 CPUs
+        without VNNI its U8S8 int8 kernels can saturate (int16 pair sums); this runs the
+        affected layers as U8U8 instead: INT8 masks as accurate as the quantization
+        allows, at about fp32 speed (experiments/README.md, fifteenth session)."""
         import onnxruntime as ort
 
         path = Path(path).expanduser()
@@ -49,6 +59,8 @@ class OnnxPredictor:
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        if x64_quant_precision:
+            options.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self.session = ort.InferenceSession(
                 str(path), options, providers=providers or ort.get_available_providers()

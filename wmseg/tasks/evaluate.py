@@ -30,7 +30,9 @@ def build_predictor(cfg: DictConfig) -> Predictor:
         raise ConfigError("give exactly one of ckpt=<path.ckpt> or onnx=<path.onnx>")
     predictor: Predictor
     if cfg.get("onnx") is not None:
-        predictor = OnnxPredictor(cfg.onnx, threads=cfg.get("threads", 0))
+        predictor = OnnxPredictor(
+            cfg.onnx, threads=cfg.get("threads", 0), x64_quant_precision=cfg.get("x64_quant_precision", False)
+        )
     else:
         device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         net_config = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None
