@@ -121,6 +121,12 @@ def test_export_task_end_to_end(exported):
     assert read_metadata(out / "model.fp16.onnx") == read_metadata(out / "model.onnx")
     assert 0.0 <= report["mean_mask_iou_vs_fp32_onnx"]["model.int8.onnx"] <= 1.0
     assert report["int8_val_iou_drop"] is not None
+    # The INT8 file is also measured without U8S8 saturation, as a row of its own.
+    precise = "model.int8.onnx, x64_quant_precision"
+    assert (
+        0.0 <= report["mean_mask_iou_vs_fp32_onnx"][precise] <= 1.0
+        and precise in report["parity_max_abs_logit_diff"]
+    )
     assert json.loads((out / "export_report.json").read_text())["threshold"] == report["threshold"]
     assert "model.int8.onnx" in (out / "export_report.md").read_text()
 
