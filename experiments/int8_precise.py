@@ -14,26 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+# A sibling script: run as `python experiments/int8_precise.py`, experiments/ is on the path.
+from int8_probe import images_per_second
+
 from wmseg.inference import OnnxPredictor, load_model
-from wmseg.tasks.export import _data_module, _logit, _mask_iou
-
-
-def images_per_second(model: OnnxPredictor, reps: int = 5) -> float:
-    x = np.random.default_rng(0).random((8, 3, 512, 512), dtype=np.float32)
-    model.logits(x)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        model.logits(x)
-        times.append(time.perf_counter() - t)
-    return 8 / float(np.median(times))
+from wmseg.tasks.export import _data_module, _logit, _mean_mask_iou
 
 
 def main() -> None:
@@ -57,12 +48,11 @@ def main() -> None:
 
     fp32 = OnnxPredictor(args.export_dir / "model.onnx", providers=cpu)
     ref = masks(fp32)
-    rows = {"fp32": {"mask_iou_vs_fp32": 1.0, "images_per_s": images_per_second(fp32)}}
+    rows = {"fp32": {"mask_iou_vs_fp32": 1.0, "images_per_s": images_per_second(fp32.logits)}}
     for name, precise in (("int8", False), ("int8, x64_quant_precision", True)):
         model = OnnxPredictor(args.export_dir / "model.int8.onnx", providers=cpu, x64_quant_precision=precise)
-        m = masks(model)
-        iou = float(np.mean([_mask_iou(m[i], ref[i]) for i in range(len(m))]))
-        rows[name] = {"mask_iou_vs_fp32": iou, "images_per_s": images_per_second(model)}
+        iou = _mean_mask_iou(masks(model), ref)
+        rows[name] = {"mask_iou_vs_fp32": iou, "images_per_s": images_per_second(model.logits)}
         print(name, rows[name], flush=True)
 
     report = {"checkpoint": str(loaded.path), "split": args.split, "images": len(images), "rows": rows}
