@@ -356,22 +356,26 @@ def test_heldout_bank_draws_only_photos_training_never_sees():
     assert a.shape == (48, 48, 3) and np.array_equal(a, held.sample(np.random.default_rng(3), 48))
 
 
-def test_photo_sources_add_sklearn_photos_after_the_skimage_ones_and_bad_names_fail():
+@pytest.mark.parametrize(("source", "count"), [("sklearn", 2), ("mvtb", 42)])
+def test_photo_sources_add_photos_after_the_skimage_ones_and_bad_names_fail(source: str, count: int):
     from wmseg.synth.backgrounds import bundled_photos, heldout_photos
 
-    base, more = bundled_photos(), bundled_photos(("skimage", "sklearn"))
-    assert len(more) == len(base) + 2
-    # The skimage photos keep their order (older samples stay the same); the two new ones
-    # are real colour photos, none of them a held-out photo.
+    base, more = bundled_photos(), bundled_photos(("skimage", source))
+    assert len(more) == len(base) + count
+    # The skimage photos keep their order (older samples stay the same); the new ones are
+    # distinct real photos of at least 200 px, none of them a held-out photo.
     assert all(np.array_equal(a, b) for a, b in zip(base, more[: len(base)], strict=True))
-    assert all(img.ndim == 3 and img.shape[2] == 3 and img.std() > 20 for img in more[-2:])
+    new = more[len(base) :]
+    assert all(img.ndim == 3 and img.shape[2] == 3 and img.std() > 20 for img in new)
+    assert all(min(img.shape[:2]) >= 200 and max(img.shape[:2]) <= 512 for img in new)
+    assert len({img.tobytes() for img in new}) == count
     held = {img.tobytes() for img in heldout_photos().values()}
     assert held.isdisjoint(img.tobytes() for img in more)
-    bank = BackgroundBank(procedural_fraction=0.0, photo_sources=["skimage", "sklearn"])
+    bank = BackgroundBank(procedural_fraction=0.0, photo_sources=["skimage", source])
     assert len(bank) == len(more)
     rng = np.random.default_rng(0)
-    loaded = {bank._load(rng).tobytes() for _ in range(200)}
-    assert {img.tobytes() for img in more[-2:]} <= loaded
+    loaded = {bank._load(rng).tobytes() for _ in range(40 * len(more))}
+    assert {img.tobytes() for img in new} <= loaded
     with pytest.raises(ValueError, match=r"data\.photo_sources"):
         BackgroundBank(photo_sources=["coco"])
     with pytest.raises(ValueError, match=r"data\.photo_sources"):

@@ -75,9 +75,55 @@ def _sklearn_photos() -> list[np.ndarray]:
     return list(load_sample_images().images)
 
 
+# Photographs from the Machine Vision Toolbox's data package (mvtb-data, MIT licence per
+# its metadata): its author's street, campus, park, garden, building and aerial shots,
+# the real scene content (foliage, brick, windows, sky, crowds) the scikit-image set has
+# little of. Left out: well-known third-party test images (lena, Mona Lisa, Where's
+# Wally, a BSDS photo), pictures with legible text (signs, umbrellas, lettered models),
+# calibration targets and renders, one of each stereo pair, and `campus/holdout`, which
+# the package itself sets apart.
+_MVTB_PHOTOS = (
+    *(
+        f"campus/P1070{n}.png"
+        for n in (491, 493, 494, 495, 496, 497, 500, 501, 504, 505, 506, 507, 509, 510, 512, 514, 515)
+    ),
+    *(f"flowers{n}.png" for n in range(1, 10)),
+    *(f"tomato_{n}.png" for n in (14, 35, 54, 124)),
+    "church.png",
+    "eiffel-1.png",
+    "eiffel-2.png",
+    "notre-dame.png",
+    "parks.png",
+    "road.png",
+    "rocks2-l.png",
+    "roof.png",
+    "walls-l.png",
+    "building2-1.png",
+    "street.png",
+    "mosaic/aerial-08.png",
+)
+
+
+def _mvtb_photos() -> list[np.ndarray]:
+    try:
+        from importlib.resources import files
+
+        root = files("mvtbdata") / "images"
+    except ModuleNotFoundError as err:
+        raise ImportError(
+            "data.photo_sources names mvtb, but mvtb-data is not installed: "
+            "pip install mvtb-data, or drop mvtb from data.photo_sources"
+        ) from err
+    photos = []
+    for name in _MVTB_PHOTOS:
+        with Image.open(str(root / name)) as im:
+            photos.append(np.asarray(im.convert("RGB")))
+    return photos
+
+
 # Packages whose bundled photos can serve as the default training backgrounds
 # (`data.photo_sources`); none of them holds a held-out photo.
-PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos}
+PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb": _mvtb_photos}
 
 
 def check_photo_sources(sources: Sequence[str]) -> tuple[str, ...]:
