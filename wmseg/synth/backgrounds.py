@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,6 @@ _MVTB_PHOTOS = (
 
 def _mvtb_photos() -> list[np.ndarray]:
     try:
-        from importlib.resources import files
-
         root = files("mvtbdata") / "images"
     except ModuleNotFoundError as err:
         raise ImportError(
