@@ -16,6 +16,13 @@ Marks are sized relative to the crop, so `--size 1024` stands for a full-size ph
 
     python experiments/clean_photos.py /tmp/clean_real --marked /tmp/marked_real
     python evaluate.py ckpt=<best> data=folder data.root=/tmp/marked_real
+
+`--scene-text DIR` also writes, as clean pairs, the Machine Vision Toolbox photos with
+legible scene text (signs, a lettered robot base, a labelled ball, a card) that the
+`mvtb` photo source leaves out: how often a model fires on text that belongs to a scene.
+
+    python experiments/clean_photos.py /tmp/clean_real --scene-text /tmp/scene_text_real
+    python evaluate.py ckpt=<best> data=folder data.root=/tmp/scene_text_real
 """
 
 from __future__ import annotations
@@ -67,11 +74,31 @@ def write_marked(
     print(f"{count} marked {size} px crops of those photos in {out}")
 
 
+# mvtb-data photos with legible text that belongs to the scene; never training backgrounds
+# (wmseg.synth.backgrounds leaves them out of the mvtb source).
+SCENE_TEXT = ("castle.png", "penguins.png", "lab-scene.png", "greenscreen.png", "seq/im.001.png")
+
+
+def write_scene_text(out: Path) -> None:
+    from importlib.resources import files
+
+    make_layout(out)
+    root = files("mvtbdata") / "images"
+    for name in SCENE_TEXT:
+        with Image.open(str(root / name)) as im:
+            image = im.convert("RGB")
+        stem = Path(name).stem.replace(".", "_")
+        image.save(out / "images" / f"{stem}.png")
+        Image.fromarray(np.zeros((image.height, image.width), np.uint8)).save(out / "masks" / f"{stem}.png")
+    print(f"{len(SCENE_TEXT)} clean photos with scene text and empty masks in {out}")
+
+
 def main() -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("out", type=Path)
     parser.add_argument("--marked", type=Path, default=None, help="also write marked crops here")
+    parser.add_argument("--scene-text", type=Path, default=None, help="also write the scene-text photos here")
     parser.add_argument("--count", type=int, default=48)
     parser.add_argument("--size", type=int, default=MARKED.size, help="side of the marked crops")
     parser.add_argument(
@@ -91,6 +118,8 @@ def main() -> None:
     print(f"{len(photos)} clean photos with empty masks in {out}")
     if args.marked:
         write_marked(out / "images", args.marked, args.count, args.size, args.footprint_channels)
+    if args.scene_text:
+        write_scene_text(args.scene_text)
 
 
 if __name__ == "__main__":

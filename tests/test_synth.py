@@ -451,3 +451,23 @@ def test_embossed_marks_light_one_side_and_shade_the_other():
     )
     with pytest.raises(ValueError, match=r"data\.synth\.emboss_prob"):
         WatermarkSynth(SynthConfig(emboss_prob=1.5))
+
+
+def test_scene_text_is_part_of_the_clean_image_never_of_the_mask():
+    base = {"size": 96, "noise_std": (0, 0), "jpeg_prob": 0.0}
+    signs = WatermarkSynth(SynthConfig(**base, clean_fraction=1.0, scene_text_prob=1.0), _FlatGrey())
+    for i in range(6):
+        s = signs.render(4, i)
+        assert s.mask.sum() == 0  # a clean image with a sign stays clean
+        changed = np.abs(s.image.astype(np.int16) - 128).max(axis=2) > 20
+        # A panel covers part of the crop (not all of it) and carries text of another colour.
+        assert 0.01 < changed.mean() < 0.95
+        assert s.image[changed].std(axis=0).max() > 20
+    # Marks drawn over a scene still get their footprint; the sign adds nothing to it.
+    marked = WatermarkSynth(SynthConfig(**base, clean_fraction=0.0, scene_text_prob=1.0), _FlatGrey())
+    assert all(marked.render(4, i).mask.sum() > 0 for i in range(3))
+    # 0 (the default) draws no sign: a clean image is its background, untouched.
+    plain = WatermarkSynth(SynthConfig(**base, clean_fraction=1.0), _FlatGrey())
+    assert all((plain.render(4, i).image == 128).all() for i in range(6))
+    with pytest.raises(ValueError, match=r"data\.synth\.scene_text_prob"):
+        WatermarkSynth(SynthConfig(scene_text_prob=-0.1))

@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
 from wmseg.synth.logos import logo_tile, qr_code
-from wmseg.synth.text import cjk_phrase, random_phrase
+from wmseg.synth.text import cjk_phrase, random_phrase, scene_phrase
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,12 @@ class SynthConfig:
     # the other, its fill faint or absent (the bevel look of many photographers' marks).
     # 0 draws nothing, so older samples stay the same.
     emboss_prob: float = 0.0
+    # A background gets text that belongs to the scene (a sign, a plate, a label: opaque
+    # text on a panel, in perspective, lit and focused like the photo) with this
+    # probability. It is drawn before any mark, so it is part of the clean image and never
+    # in the mask: a negative that teaches the model not to fire on scene text. 0 draws
+    # nothing, so older samples stay the same.
+    scene_text_prob: float = 0.0
     # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
     # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
     blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
@@ -155,6 +161,32 @@ def _emboss_layers(
     return layers, (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
 
 
+# Panel and text colours of common signs and labels; None: a random panel colour.
+_SIGN_COLOURS = (
+    ((245, 245, 240), (20, 20, 20)),
+    ((245, 245, 240), (190, 25, 30)),
+    ((245, 245, 240), (20, 50, 140)),
+    ((0, 110, 60), (250, 250, 250)),
+    ((20, 60, 150), (250, 250, 250)),
+    ((200, 30, 35), (250, 250, 250)),
+    ((250, 205, 20), (15, 15, 15)),
+    ((25, 25, 25), (250, 250, 250)),
+    ((25, 25, 25), (250, 200, 30)),
+    ((110, 70, 40), (240, 230, 200)),
+    (None, None),
+)
+
+
+def _perspective(dst: np.ndarray, src: np.ndarray) -> tuple[float, ...]:
+    """PIL's PERSPECTIVE coefficients that map output points `dst` to input points `src`
+    (4 x 2 each)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    return tuple(np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
+
+
 class WatermarkSynth:
     """Text watermarks composited over clean backgrounds; a pure function of (seed, index).
 
@@ -178,8 +210,9 @@ class WatermarkSynth:
                 f"data.synth.footprint_channels={self.config.footprint_channels!r}: use one of "
                 f"{', '.join(FOOTPRINT_CHANNELS)}"
             )
-        if not 0.0 <= self.config.emboss_prob <= 1.0:
-            raise ValueError(f"data.synth.emboss_prob must be within [0, 1], got {self.config.emboss_prob}")
+        for key in ("emboss_prob", "scene_text_prob"):
+            if not 0.0 <= getattr(self.config, key) <= 1.0:
+                raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self.config, key)}")
         self.backgrounds = backgrounds or BackgroundBank()
         self.fonts = latin_fonts()
 
@@ -187,6 +220,8 @@ class WatermarkSynth:
         cfg = self.config
         rng = np.random.default_rng([seed, index])
         clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
+        if cfg.scene_text_prob > 0 and rng.random() < cfg.scene_text_prob:
+            self._scene_text(rng, clean)
         image = clean.copy()
         if rng.random() >= cfg.clean_fraction:
             if rng.random() < cfg.tiled_fraction:
@@ -329,6 +364,56 @@ class WatermarkSynth:
             x += f.width + gap
         box = (-(width // 2), -(height // 2), width - width // 2, height - height // 2)
         return fill, outer, box
+
+    def _scene_text(self, rng: np.random.Generator, image: np.ndarray) -> None:
+        """Paint a sign into `image` in place: opaque text on a panel, warped in perspective,
+        shaded by a light gradient and softened like the photo's focus."""
+        size = self.config.size
+        text = scene_phrase(rng)
+        px = max(6, int(size * rng.uniform(0.06, 0.22)))
+        font = _font(self.fonts[int(rng.integers(len(self.fonts)))], px)
+        probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+        left, top, right, bottom = probe.multiline_textbbox(
+            (0, 0), text, font=font, anchor="mm", align="center"
+        )
+        pad = max(2, int(px * rng.uniform(0.25, 0.8)))
+        w, h = math.ceil(right - left) + 2 * pad, math.ceil(bottom - top) + 2 * pad
+        panel, ink = _SIGN_COLOURS[int(rng.integers(len(_SIGN_COLOURS)))]
+        if panel is None:  # any colour, with black or white text, whichever reads better
+            panel = tuple(int(c) for c in rng.integers(0, 256, 3))
+            ink = (0, 0, 0) if sum(panel) > 380 else (255, 255, 255)
+        tile = Image.new("RGB", (w, h), panel)
+        draw = ImageDraw.Draw(tile)
+        if rng.random() < 0.4:
+            inset = max(1, pad // 3)
+            draw.rectangle((inset, inset, w - 1 - inset, h - 1 - inset), outline=ink, width=max(1, px // 14))
+        draw.multiline_text((w / 2, h / 2), text, fill=ink, font=font, anchor="mm", align="center")
+        alpha = Image.new("L", (w, h), 0)
+        radius = int(min(w, h) * rng.uniform(0.0, 0.3)) if rng.random() < 0.5 else 0
+        ImageDraw.Draw(alpha).rounded_rectangle((0, 0, w - 1, h - 1), radius=radius, fill=255)
+        tile.putalpha(alpha)
+        # Where the panel's corners land: scaled to fit, turned, each corner pulled a little
+        # (a plane seen at an angle), centred anywhere in the crop.
+        scale = min(1.0, size * rng.uniform(0.3, 0.9) / max(w, h))
+        turn = math.radians(rng.uniform(-20, 20))
+        rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+        dst = (corners - [w / 2, h / 2]) * scale @ rot.T
+        dst += rng.uniform(-0.15, 0.15, (4, 2)) * [w * scale, h * scale]
+        dst += rng.uniform(0.15, 0.85, 2) * size
+        warped = tile.transform(
+            (size, size), Image.Transform.PERSPECTIVE, _perspective(dst, corners), Image.Resampling.BILINEAR
+        )
+        rgba = np.asarray(warped, np.float32)
+        sigma = float(rng.uniform(0.0, 1.0))
+        if sigma > 0.2:
+            rgba = gaussian_filter(rgba, (sigma, sigma, 0), mode="nearest")
+        a = rgba[..., 3:] / 255.0
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        gx, gy = rng.uniform(-0.3, 0.3, 2)
+        light = (float(rng.uniform(0.7, 1.05)) + gx * (xx - 0.5) + gy * (yy - 0.5))[..., None]
+        image *= 1.0 - a
+        image += a * np.clip(rgba[..., :3] * light, 0, 255)
 
     def _degrade(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         cfg = self.config

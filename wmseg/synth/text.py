@@ -91,3 +91,25 @@ def cjk_phrase(rng: np.random.Generator, covers: frozenset[int]) -> str:
     if kind == 2:
         return f"{word} @{_word(rng)}"
     return f"{word} {int(rng.integers(10**4, 10**8))}"
+
+
+_SIGN_WORDS = ("EXIT", "OPEN", "STOP", "PARKING", "CAFE", "HOTEL", "BANK", "SALE", "NO ENTRY", "PUSH", "PULL")
+
+
+def scene_phrase(rng: np.random.Generator) -> str:
+    """Text as it is part of a scene (signs, shop fronts, labels, plates), not a mark:
+    one or two short lines."""
+    kind = int(rng.integers(5))
+    if kind == 0:
+        return _SIGN_WORDS[rng.integers(len(_SIGN_WORDS))]
+    if kind == 1:  # street or shop name
+        return f"{_case(rng, _word(rng))} {('St', 'Rd', 'Ave', 'Street', 'Market', 'Shop')[rng.integers(6)]}"
+    if kind == 2:  # house number, price, speed limit, plate
+        return (
+            str(int(rng.integers(1, 300))),
+            f"{int(rng.integers(1, 100))}.{int(rng.integers(0, 100)):02d}",
+            f"{_word(rng, 1, 2).upper()} {int(rng.integers(100, 10000))}",
+        )[rng.integers(3)]
+    if kind == 3:  # two lines
+        return f"{_case(rng, _word(rng))}\n{_case(rng, _word(rng, 1, 3))}"
+    return _case(rng, _word(rng, 1, 3))
