@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
-from wmseg.synth.backgrounds import heldout_photos
+from wmseg.synth.backgrounds import heldout_photos, mvtb_photos
 
 # Every style, masks defined like difference-derived real masks (1.5 px band, 6/255).
 MARKED = SynthConfig(
@@ -61,6 +61,12 @@ def make_layout(out: Path) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
 
 
+def write_clean(out: Path, stem: str, image: np.ndarray) -> None:
+    """`image` and an empty mask as the pair `stem` of the folder dataset at `out`."""
+    Image.fromarray(image).save(out / "images" / f"{stem}.png")
+    Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(out / "masks" / f"{stem}.png")
+
+
 def write_marked(
     photos: Path, out: Path, count: int, size: int = MARKED.size, footprint_channels: str = "max"
 ) -> None:
@@ -80,16 +86,9 @@ SCENE_TEXT = ("castle.png", "penguins.png", "lab-scene.png", "greenscreen.png", 
 
 
 def write_scene_text(out: Path) -> None:
-    from importlib.resources import files
-
     make_layout(out)
-    root = files("mvtbdata") / "images"
-    for name in SCENE_TEXT:
-        with Image.open(str(root / name)) as im:
-            image = im.convert("RGB")
-        stem = Path(name).stem.replace(".", "_")
-        image.save(out / "images" / f"{stem}.png")
-        Image.fromarray(np.zeros((image.height, image.width), np.uint8)).save(out / "masks" / f"{stem}.png")
+    for name, image in zip(SCENE_TEXT, mvtb_photos(SCENE_TEXT), strict=True):
+        write_clean(out, Path(name).stem.replace(".", "_"), image)
     print(f"{len(SCENE_TEXT)} clean photos with scene text and empty masks in {out}")
 
 
@@ -113,8 +112,7 @@ def main() -> None:
     make_layout(out)
     photos = heldout_photos(max_side=None)  # full size, as a user's photos would be
     for name, image in photos.items():
-        Image.fromarray(image).save(out / "images" / f"{name}.png")
-        Image.fromarray(np.zeros(image.shape[:2], np.uint8)).save(out / "masks" / f"{name}.png")
+        write_clean(out, name, image)
     print(f"{len(photos)} clean photos with empty masks in {out}")
     if args.marked:
         write_marked(out / "images", args.marked, args.count, args.size, args.footprint_channels)

@@ -463,7 +463,7 @@ def test_scene_text_is_part_of_the_clean_image_never_of_the_mask():
         # A panel covers part of the crop (not all of it) and carries text of another colour.
         assert 0.01 < changed.mean() < 0.95
         assert s.image[changed].std(axis=0).max() > 20
-    # Marks drawn over a scene still get their footprint; the sign adds nothing to it.
+    # Marks drawn over a photo with a sign are still labelled.
     marked = WatermarkSynth(SynthConfig(**base, clean_fraction=0.0, scene_text_prob=1.0), _FlatGrey())
     assert all(marked.render(4, i).mask.sum() > 0 for i in range(3))
     # 0 (the default) draws no sign: a clean image is its background, untouched.

@@ -105,7 +105,8 @@ _MVTB_PHOTOS = (
 )
 
 
-def _mvtb_photos() -> list[np.ndarray]:
+def mvtb_photos(names: Sequence[str] = _MVTB_PHOTOS) -> list[np.ndarray]:
+    """The photos `names` (paths under mvtb-data's `images/`) as RGB arrays, in that order."""
     try:
         root = files("mvtbdata") / "images"
     except ModuleNotFoundError as err:
@@ -114,7 +115,7 @@ def _mvtb_photos() -> list[np.ndarray]:
             "pip install mvtb-data, or drop mvtb from data.photo_sources"
         ) from err
     photos = []
-    for name in _MVTB_PHOTOS:
+    for name in names:
         with Image.open(str(root / name)) as im:
             photos.append(np.asarray(im.convert("RGB")))
     return photos
@@ -122,7 +123,7 @@ def _mvtb_photos() -> list[np.ndarray]:
 
 # Packages whose bundled photos can serve as the default training backgrounds
 # (`data.photo_sources`); none of them holds a held-out photo.
-PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb": _mvtb_photos}
+PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb": mvtb_photos}
 
 
 def check_photo_sources(sources: Sequence[str]) -> tuple[str, ...]:
