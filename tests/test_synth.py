@@ -471,3 +471,42 @@ def test_scene_text_is_part_of_the_clean_image_never_of_the_mask():
     assert all((plain.render(4, i).image == 128).all() for i in range(6))
     with pytest.raises(ValueError, match=r"data\.synth\.scene_text_prob"):
         WatermarkSynth(SynthConfig(scene_text_prob=-0.1))
+
+
+def test_open_fonts_and_icon_fonts_widen_the_artwork():
+    from wmseg.synth.fonts import covered, latin_fonts
+    from wmseg.synth.logos import icon_glyph, icon_glyphs
+
+    default, wide = latin_fonts(), latin_fonts(("matplotlib", "open_fonts"))
+    assert wide[: len(default)] == default and len(wide) > 5 * len(default)
+    # Every face can draw every character a phrase uses: no missing-glyph boxes.
+    chars = {ord(c) for c in "Photo © 2024 www.abc_de@x.io"}
+    assert all(chars <= covered(path) for path in wide)
+    assert len(icon_glyphs(("dejavu", "qtawesome"))) > 10 * len(icon_glyphs())
+    rng = np.random.default_rng(0)
+    tiles = [icon_glyph(rng, 30, ("qtawesome",)) for _ in range(20)]
+    assert all(np.asarray(t).max() == 255 for t in tiles)  # no blank glyphs
+    assert len({t.tobytes() for t in tiles}) > 15
+    # Marks in the new artwork are labelled where they show, on a background they cover.
+    cfg = SynthConfig(
+        size=96,
+        clean_fraction=0.0,
+        logo_prob=0.5,
+        font_sources=("open_fonts",),
+        icon_sources=("qtawesome",),
+        opacity=(1.0, 1.0),
+        noise_std=(0, 0),
+        jpeg_prob=0.0,
+    )
+    synth = WatermarkSynth(cfg, _FlatGrey())
+    for i in range(6):
+        s = synth.render(5, i)
+        drawn = np.abs(s.image.astype(np.int16) - 128).max(axis=2) > 10
+        assert drawn.any() and s.mask[drawn].mean() > 0.95
+    # The faces differ: the same samples drawn in matplotlib's faces are other pixels.
+    old_art = dataclasses.replace(cfg, font_sources=("matplotlib",), icon_sources=("dejavu",))
+    old = WatermarkSynth(old_art, _FlatGrey())
+    assert any((old.render(5, i).image != synth.render(5, i).image).any() for i in range(3))
+    for key in ("font_sources", "icon_sources"):
+        with pytest.raises(ValueError, match=rf"data\.synth\.{key}"):
+            WatermarkSynth(SynthConfig(**{key: ("comic",)}))

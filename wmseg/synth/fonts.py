@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import string
+from collections.abc import Sequence
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -23,6 +25,25 @@ _LATIN_FONTS = (
     "STIXGeneralBol.ttf",
 )
 
+# Open fonts from the font-* packages (each one family, SIL OFL or Apache-2.0): the sans,
+# serif, rounded, thin-to-black and hand-drawn faces real watermarks are set in.
+_FONT_PACKAGES = (
+    ("font_roboto", "files"),
+    ("font_lato", "files"),
+    ("ttf_opensans", "ttf"),
+    ("font_source_sans_pro", "files"),
+    ("font_source_serif_pro", "files"),
+    ("font_manrope", "files"),
+    ("font_hanken_grotesk", "files"),
+    ("font_caladea", "files"),
+    ("font_fredoka_one", "files"),
+    ("font_amatic_sc", "files"),
+    ("font_intuitive", "files"),
+)
+FONT_SOURCES = ("matplotlib", "open_fonts")
+# Every character random_phrase and scene_phrase draw: a face that lacks one is left out.
+_PHRASE_CHARS = frozenset(map(ord, string.ascii_letters + string.digits + ".@_© "))
+
 # CJK fonts: IPAexGothic (IPA Font License, OSI-approved; kana + kanji) from
 # japanize-matplotlib and Nanum Gothic (SIL OFL; Hangul) in four weights from
 # koreanize-matplotlib. Located without importing: importing them restyles matplotlib.
@@ -35,14 +56,52 @@ _CJK_FONTS = (
 )
 
 
-@lru_cache(maxsize=1)
-def latin_fonts() -> tuple[Path, ...]:
-    """Paths of the Latin TrueType fonts bundled with matplotlib."""
-    root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    paths = tuple(root / name for name in _LATIN_FONTS if (root / name).is_file())
+def _package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    return None if spec is None or spec.origin is None else Path(spec.origin).parent
+
+
+def _open_fonts() -> list[Path]:
+    paths = []
+    for package, sub in _FONT_PACKAGES:
+        root = _package_dir(package)
+        if root is None:
+            continue
+        faces = {}
+        # TrueType first: where a family ships a face twice, the .ttf is kept.
+        for path in sorted((root / sub).glob("*.[ot]tf"), key=lambda q: (q.suffix != ".ttf", q.name)):
+            if "Variable" not in path.stem:  # a variable font repeats the static weights
+                faces.setdefault(path.stem, path)
+        paths += [faces[k] for k in sorted(faces) if covered(faces[k]) >= _PHRASE_CHARS]
     if not paths:
-        raise FileNotFoundError(f"no bundled fonts found under {root}; reinstall matplotlib")
+        raise FileNotFoundError(
+            "data.synth.font_sources has open_fonts but no font-* package is installed: "
+            "pip install -e . (they are project dependencies)"
+        )
     return paths
+
+
+@lru_cache(maxsize=8)
+def latin_fonts(sources: Sequence[str] = ("matplotlib",)) -> tuple[Path, ...]:
+    """Paths of the Latin fonts of `sources`: "matplotlib" (DejaVu and STIX, bundled with
+    matplotlib) and "open_fonts" (the font-* packages: Roboto, Lato, Open Sans, Source Sans
+    and Serif, Manrope, Hanken Grotesk, Caladea, Fredoka One, Amatic SC, Intuitive)."""
+    unknown = [s for s in sources if s not in FONT_SOURCES]
+    if unknown or not sources:
+        raise ValueError(
+            f"data.synth.font_sources={list(sources)}: use one or more of {', '.join(FONT_SOURCES)}"
+        )
+    paths: list[Path] = []
+    if "matplotlib" in sources:
+        root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        found = [root / name for name in _LATIN_FONTS if (root / name).is_file()]
+        if not found:
+            raise FileNotFoundError(f"no bundled fonts found under {root}; reinstall matplotlib")
+        paths += found
+    if "open_fonts" in sources:
+        paths += _open_fonts()
+    return tuple(paths)
 
 
 @lru_cache(maxsize=1)
@@ -50,10 +109,10 @@ def cjk_fonts() -> tuple[Path, ...]:
     """Paths of the CJK fonts shipped by the installed font packages."""
     paths = []
     for package, name in _CJK_FONTS:
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
+        root = _package_dir(package)
+        if root is None:
             continue
-        path = Path(spec.origin).parent / "fonts" / name
+        path = root / "fonts" / name
         if path.is_file():
             paths.append(path)
     if not paths:

@@ -1,13 +1,21 @@
-"""Logo and emblem artwork as coverage tiles (mode "L", 0-255): icon glyphs from a bundled
-font, and procedural emblems. No torch, no Lightning.
+"""Logo and emblem artwork as coverage tiles (mode "L", 0-255): icon glyphs from bundled
+fonts, and procedural emblems. No torch, no Lightning.
 
-Icon artwork: the Miscellaneous Symbols and Dingbats glyphs of DejaVu Sans, which ships
-with matplotlib (Bitstream Vera licence: free to use and redistribute).
+Icon artwork (`icon_sources`):
+- "dejavu": the Miscellaneous Symbols and Dingbats glyphs of DejaVu Sans, which ships
+  with matplotlib (Bitstream Vera licence: free to use and redistribute);
+- "qtawesome": the icon fonts qtawesome ships (read as files, never imported): Font
+  Awesome Free 6 solid, regular and brands (icons CC BY 4.0, font SIL OFL; the brands are
+  real company logos), Phosphor (MIT) and Remix Icon (Apache-2.0).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +25,14 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
 _SYMBOL_RANGES = ((0x2600, 0x26FF), (0x2700, 0x27BF))
+_QTAWESOME_FONTS = (
+    "fontawesome6-solid-webfont-6.7.2.ttf",
+    "fontawesome6-regular-webfont-6.7.2.ttf",
+    "fontawesome6-brands-webfont-6.7.2.ttf",
+    "phosphor-1.3.0.ttf",
+    "remixicon-2.5.0.ttf",
+)
+ICON_SOURCES = ("dejavu", "qtawesome")
 
 
 @lru_cache(maxsize=1)
@@ -27,16 +43,60 @@ def _symbol_font() -> tuple[Path, tuple[str, ...]]:
     return path, glyphs
 
 
-@lru_cache(maxsize=256)
-def _font(px: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(_symbol_font()[0]), px)
+@contextmanager
+def _quiet_fonttools() -> Iterator[None]:
+    log = logging.getLogger("fontTools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
-def icon_glyph(rng: np.random.Generator, px: int) -> Image.Image:
-    """One symbol glyph (a star, a camera, a sun...) about `px` pixels tall."""
-    _, glyphs = _symbol_font()
-    glyph = glyphs[int(rng.integers(len(glyphs)))]
-    font = _font(px)
+def _qtawesome_fonts() -> list[tuple[Path, tuple[str, ...]]]:
+    spec = importlib.util.find_spec("qtawesome")
+    root = None if spec is None or spec.origin is None else Path(spec.origin).parent / "fonts"
+    fonts = []
+    for name in _QTAWESOME_FONTS:
+        if root is not None and (root / name).is_file():
+            # Icons sit in the private use area; the font's few letters and spaces are not art.
+            # (fontTools warns about padding in one font's glyph-name table: harmless.)
+            with _quiet_fonttools():
+                cmap = TTFont(root / name, lazy=True).getBestCmap()
+            fonts.append((root / name, tuple(chr(c) for c in sorted(cmap) if c >= 0xE000)))
+    if not fonts:
+        raise FileNotFoundError(
+            "data.synth.icon_sources has qtawesome but its icon fonts are not installed: "
+            "pip install -e . (qtawesome is a project dependency)"
+        )
+    return fonts
+
+
+@lru_cache(maxsize=8)
+def icon_glyphs(sources: Sequence[str] = ("dejavu",)) -> tuple[tuple[Path, str], ...]:
+    """(font, glyph) pairs of every icon of `sources`, in a fixed order."""
+    unknown = [s for s in sources if s not in ICON_SOURCES]
+    if unknown or not sources:
+        raise ValueError(
+            f"data.synth.icon_sources={list(sources)}: use one or more of {', '.join(ICON_SOURCES)}"
+        )
+    fonts = [_symbol_font()] if "dejavu" in sources else []
+    if "qtawesome" in sources:
+        fonts += _qtawesome_fonts()
+    return tuple((path, g) for path, glyphs in fonts for g in glyphs)
+
+
+@lru_cache(maxsize=1024)
+def _font(path: Path, px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), px)
+
+
+def icon_glyph(rng: np.random.Generator, px: int, sources: Sequence[str] = ("dejavu",)) -> Image.Image:
+    """One icon glyph (a star, a camera, a brand's logo...) about `px` pixels tall."""
+    glyphs = icon_glyphs(tuple(sources))
+    path, glyph = glyphs[int(rng.integers(len(glyphs)))]
+    font = _font(path, px)
     left, top, right, bottom = font.getbbox(glyph)
     tile = Image.new("L", (max(1, right - left) + 2, max(1, bottom - top) + 2), 0)
     ImageDraw.Draw(tile).text((1 - left, 1 - top), glyph, fill=255, font=font)
@@ -78,15 +138,15 @@ def emblem(rng: np.random.Generator, px: int, letter: str | None = None) -> Imag
         inset = m + 2 * width
         draw.ellipse((inset, inset, s - inset, s - inset), outline=255, width=max(2, width // 2))
     if letter:
-        font = ImageFont.truetype(str(_symbol_font()[0]), int(s * 0.45))
+        font = _font(_symbol_font()[0], int(s * 0.45))
         draw.text((s / 2, s / 2), letter, fill=0 if filled else 255, font=font, anchor="mm")
     return big.resize((px, px), Image.Resampling.LANCZOS)
 
 
-def logo_tile(rng: np.random.Generator, px: int) -> Image.Image:
+def logo_tile(rng: np.random.Generator, px: int, icon_sources: Sequence[str] = ("dejavu",)) -> Image.Image:
     """Icon glyph or procedural emblem, chosen at random."""
     if rng.random() < 0.5:
-        return icon_glyph(rng, px)
+        return icon_glyph(rng, px, icon_sources)
     letter = chr(int(rng.integers(ord("A"), ord("Z") + 1))) if rng.random() < 0.5 else None
     return emblem(rng, px, letter)
 

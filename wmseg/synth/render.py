@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
-from wmseg.synth.logos import logo_tile, qr_code
+from wmseg.synth.logos import icon_glyphs, logo_tile, qr_code
 from wmseg.synth.text import cjk_phrase, random_phrase, scene_phrase
 
 
@@ -44,6 +44,13 @@ class SynthConfig:
     # square with `qr_prob`. 0 draws nothing, so older samples stay the same.
     cjk_prob: float = 0.0
     qr_prob: float = 0.0
+    # Where the artwork comes from (wmseg.synth.fonts, wmseg.synth.logos): text faces
+    # "matplotlib" (10 DejaVu and STIX faces) and "open_fonts" (about 75 faces of 11 open
+    # families from the font-* packages); icons "dejavu" (its symbols and dingbats) and
+    # "qtawesome" (Font Awesome, Phosphor and Remix icons, brand logos among them). The
+    # defaults draw what older samples drew.
+    font_sources: tuple[str, ...] = ("matplotlib",)
+    icon_sources: tuple[str, ...] = ("dejavu",)
     # A pixel is watermark where the composite differs from the clean image by at
     # least this much (0-255, largest channel): the mark's visible footprint.
     visibility_threshold: float = 10.0
@@ -214,7 +221,8 @@ class WatermarkSynth:
             if not 0.0 <= getattr(self.config, key) <= 1.0:
                 raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self.config, key)}")
         self.backgrounds = backgrounds or BackgroundBank()
-        self.fonts = latin_fonts()
+        self.fonts = latin_fonts(tuple(self.config.font_sources))
+        icon_glyphs(tuple(self.config.icon_sources))  # a bad source fails here, not in a worker
 
     def render(self, seed: int, index: int) -> Sample:
         cfg = self.config
@@ -345,7 +353,7 @@ class WatermarkSynth:
         if self.config.qr_prob > 0 and rng.random() < self.config.qr_prob:
             logo = qr_code(rng, side)
         else:
-            logo = logo_tile(rng, side)
+            logo = logo_tile(rng, side, tuple(self.config.icon_sources))
         logo_outer = logo.filter(ImageFilter.MaxFilter(2 * stroke + 1)) if stroke else logo
         parts = [(logo, logo_outer)]
         if rng.random() < self.config.logo_text_prob:
