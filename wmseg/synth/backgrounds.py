@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from wmseg.synth.sources import check_sources
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -126,20 +128,12 @@ def mvtb_photos(names: Sequence[str] = _MVTB_PHOTOS) -> list[np.ndarray]:
 PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb": mvtb_photos}
 
 
-def check_photo_sources(sources: Sequence[str]) -> tuple[str, ...]:
-    """`sources` as a tuple, or a ValueError naming the config key and the known names."""
-    sources = tuple(sources)
-    unknown = [s for s in sources if s not in PHOTO_SOURCES]
-    if unknown or not sources:
-        raise ValueError(f"data.photo_sources={list(sources)}: use one or more of {', '.join(PHOTO_SOURCES)}")
-    return sources
-
-
 @lru_cache(maxsize=4)
 def bundled_photos(sources: tuple[str, ...] = ("skimage",)) -> tuple[np.ndarray, ...]:
     """The sample photos of the packages in `sources` (see `PHOTO_SOURCES`) as uint8 RGB
     arrays, in a fixed order."""
-    return tuple(_as_rgb(img) for name in check_photo_sources(sources) for img in PHOTO_SOURCES[name]())
+    names = check_sources("data.photo_sources", sources, PHOTO_SOURCES)
+    return tuple(_as_rgb(img) for name in names for img in PHOTO_SOURCES[name]())
 
 
 @lru_cache(maxsize=2)
@@ -266,7 +260,8 @@ class BackgroundOptions:
     photo_sources: tuple[str, ...] = ("skimage",)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "photo_sources", check_photo_sources(self.photo_sources))
+        sources = check_sources("data.photo_sources", self.photo_sources, PHOTO_SOURCES)
+        object.__setattr__(self, "photo_sources", sources)
         for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading", "clutter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.{key} must be within [0, 1], got {getattr(self, key)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import string
 from collections.abc import Sequence
 from functools import cache, lru_cache
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import matplotlib
 from fontTools.ttLib import TTFont
+
+from wmseg.synth.sources import check_sources, package_dir
 
 # DejaVu (Bitstream Vera licence) and STIX (SIL OFL) ship with matplotlib.
 _LATIN_FONTS = (
@@ -56,16 +57,10 @@ _CJK_FONTS = (
 )
 
 
-def _package_dir(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    return None if spec is None or spec.origin is None else Path(spec.origin).parent
-
-
 def _open_fonts() -> list[Path]:
     paths = []
     for package, sub in _FONT_PACKAGES:
-        root = _package_dir(package)
+        root = package_dir(package)
         if root is None:
             continue
         faces = {}
@@ -87,11 +82,7 @@ def latin_fonts(sources: Sequence[str] = ("matplotlib",)) -> tuple[Path, ...]:
     """Paths of the Latin fonts of `sources`: "matplotlib" (DejaVu and STIX, bundled with
     matplotlib) and "open_fonts" (the font-* packages: Roboto, Lato, Open Sans, Source Sans
     and Serif, Manrope, Hanken Grotesk, Caladea, Fredoka One, Amatic SC, Intuitive)."""
-    unknown = [s for s in sources if s not in FONT_SOURCES]
-    if unknown or not sources:
-        raise ValueError(
-            f"data.synth.font_sources={list(sources)}: use one or more of {', '.join(FONT_SOURCES)}"
-        )
+    check_sources("data.synth.font_sources", sources, FONT_SOURCES)
     paths: list[Path] = []
     if "matplotlib" in sources:
         root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -109,7 +100,7 @@ def cjk_fonts() -> tuple[Path, ...]:
     """Paths of the CJK fonts shipped by the installed font packages."""
     paths = []
     for package, name in _CJK_FONTS:
-        root = _package_dir(package)
+        root = package_dir(package)
         if root is None:
             continue
         path = root / "fonts" / name

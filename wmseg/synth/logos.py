@@ -11,7 +11,6 @@ Icon artwork (`icon_sources`):
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,8 @@ import matplotlib
 import numpy as np
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
+
+from wmseg.synth.sources import check_sources, package_dir
 
 _SYMBOL_RANGES = ((0x2600, 0x26FF), (0x2700, 0x27BF))
 _QTAWESOME_FONTS = (
@@ -55,8 +56,8 @@ def _quiet_fonttools() -> Iterator[None]:
 
 
 def _qtawesome_fonts() -> list[tuple[Path, tuple[str, ...]]]:
-    spec = importlib.util.find_spec("qtawesome")
-    root = None if spec is None or spec.origin is None else Path(spec.origin).parent / "fonts"
+    package = package_dir("qtawesome")
+    root = None if package is None else package / "fonts"
     fonts = []
     for name in _QTAWESOME_FONTS:
         if root is not None and (root / name).is_file():
@@ -76,11 +77,7 @@ def _qtawesome_fonts() -> list[tuple[Path, tuple[str, ...]]]:
 @lru_cache(maxsize=8)
 def icon_glyphs(sources: Sequence[str] = ("dejavu",)) -> tuple[tuple[Path, str], ...]:
     """(font, glyph) pairs of every icon of `sources`, in a fixed order."""
-    unknown = [s for s in sources if s not in ICON_SOURCES]
-    if unknown or not sources:
-        raise ValueError(
-            f"data.synth.icon_sources={list(sources)}: use one or more of {', '.join(ICON_SOURCES)}"
-        )
+    check_sources("data.synth.icon_sources", sources, ICON_SOURCES)
     fonts = [_symbol_font()] if "dejavu" in sources else []
     if "qtawesome" in sources:
         fonts += _qtawesome_fonts()

@@ -45,7 +45,7 @@ class SynthConfig:
     cjk_prob: float = 0.0
     qr_prob: float = 0.0
     # Where the artwork comes from (wmseg.synth.fonts, wmseg.synth.logos): text faces
-    # "matplotlib" (10 DejaVu and STIX faces) and "open_fonts" (about 75 faces of 11 open
+    # "matplotlib" (10 DejaVu and STIX faces) and "open_fonts" (81 faces of 11 open
     # families from the font-* packages); icons "dejavu" (its symbols and dingbats) and
     # "qtawesome" (Font Awesome, Phosphor and Remix icons, brand logos among them). The
     # defaults draw what older samples drew.
