@@ -286,6 +286,29 @@ def test_long_side_runs_large_images_small_and_answers_at_full_size(trained_ckpt
         evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "long_side=8"))
 
 
+def test_long_side_list_averages_the_sizes_probabilities(trained_ckpt, pairs_folder, tmp_path):
+    from wmseg.inference.batching import predict_items
+
+    net = TorchPredictor(trained_ckpt)
+    image = np.random.default_rng(3).integers(0, 256, (300, 250, 3), dtype=np.uint8)
+    (_, full), *_ = predict_items(net, [("a", image)])
+    (_, small), *_ = predict_items(net, [("a", image)], long_side=96)
+    assert not np.allclose(full, small, atol=1e-3)  # the two sizes do answer differently
+    out = dict(predict_items(net, [("a", image), ("b", image[:200])], long_side=[None, 96]))
+    assert out["a"].shape == (300, 250) and out["b"].shape == (200, 250)
+    np.testing.assert_allclose(out["a"], (full + small) / 2, atol=1e-6)
+    (_, only_full), *_ = predict_items(net, [("a", image)], long_side=[None])
+    np.testing.assert_array_equal(only_full, full)
+
+    data = ["data=folder", f"data.root={pairs_folder}"]
+    report = evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "long_side=[null,64]", "overlays=0"))
+    assert report["long_side"] == [None, 64] and report["sets"]["pairs"]["images"] == 4
+    assert "the mean of full size, long side 64 px" in (tmp_path / "eval" / "report.md").read_text()
+    assert not (tmp_path / "eval" / "overlays_worst_best.png").exists()  # overlays=0: none drawn
+    with pytest.raises(ConfigError, match=r"long_side=\[null,8\]: 8 is not"):
+        evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "long_side=[null,8]"))
+
+
 def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_folder, tmp_path):
     plain = TorchPredictor(trained_ckpt)
     tta = FlipAveraged(plain)

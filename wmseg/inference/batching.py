@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -72,18 +72,23 @@ def predict_items(
     predictor: Predictor,
     images: Iterable[tuple[object, np.ndarray]],
     max_pixels: int = 4_000_000,
-    long_side: int | None = None,
+    long_side: int | Sequence[int | None] | None = None,
 ) -> Iterator[tuple[object, np.ndarray]]:
     """Yield (key, probabilities (H, W)) for each (key, uint8 image (H, W, 3)).
 
     With `long_side`, larger images run at that size (the scale a model was trained to
-    see marks at) and their probabilities are resized back to the image's own size.
+    see marks at) and their probabilities are resized back to the image's own size. A
+    sequence of sizes (None = full size) averages the probabilities over them: multi-scale
+    test-time augmentation, one image at a time.
 
     Consecutive images with the same padded shape share a batch of at most
     `max_pixels` pixels (sort them by size first for full batches); each is
     edge-padded to the network stride and its output cropped back to its own size.
     Images larger than `max_pixels` run tile by tile.
     """
+    if isinstance(long_side, Sequence):
+        yield from _multiscale(predictor, images, max_pixels, long_side)
+        return
     s = predictor.stride
     batch: list[tuple[object, np.ndarray]] = []
 
@@ -114,3 +119,16 @@ def predict_items(
         batch.append((key, image, original.shape))
     if batch:
         yield from flush()
+
+
+def _multiscale(
+    predictor: Predictor,
+    images: Iterable[tuple[object, np.ndarray]],
+    max_pixels: int,
+    sizes: Sequence[int | None],
+) -> Iterator[tuple[object, np.ndarray]]:
+    if not sizes:
+        raise ValueError("long_side: give at least one size (None = full size)")
+    for key, image in images:
+        probs = [next(predict_items(predictor, [(key, image)], max_pixels, size))[1] for size in sizes]
+        yield key, np.mean(probs, axis=0, dtype=np.float32)

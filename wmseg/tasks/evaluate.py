@@ -40,6 +40,35 @@ def build_predictor(cfg: DictConfig) -> Predictor:
     return FlipAveraged(predictor) if cfg.get("tta") else predictor
 
 
+def _long_side(value: Any, stride: int) -> int | list[int | None] | None:
+    """`long_side` checked: null, a whole number of pixels >= stride, or a list of those
+    (sizes whose probabilities are averaged)."""
+    sizes = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
+    for size in sizes if isinstance(sizes, list) else [sizes]:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < stride):
+            shown = (
+                "[" + ",".join("null" if x is None else str(x) for x in sizes) + "]"
+                if isinstance(sizes, list)
+                else sizes
+            )
+            raise ConfigError(
+                f"long_side={shown}: {size} is not a whole number of pixels >= {stride}; give such a "
+                "number, null (full size), or a list of those to average, e.g. [null,768]"
+            )
+    if sizes == []:
+        raise ConfigError("long_side=[]: give at least one size, e.g. [null,768], or null")
+    return sizes
+
+
+def _sizes_text(long_side: int | list[int | None] | None) -> str:
+    def one(size: int | None) -> str:
+        return "full size" if size is None else f"long side {size} px"
+
+    if isinstance(long_side, list):
+        return "the mean of " + ", ".join(one(size) for size in long_side)
+    return one(long_side)
+
+
 def _by_size(items) -> list[int]:
     """Indices sorted by image size (from file headers where the set can), for full batches."""
     size_of = getattr(items, "image_size", None)
@@ -150,11 +179,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
-    long_side = cfg.get("long_side")
-    if long_side is not None and (not isinstance(long_side, int) or long_side < predictor.stride):
-        raise ConfigError(
-            f"long_side={long_side}: give a whole number of pixels >= {predictor.stride}, or null"
-        )
+    long_side = _long_side(cfg.get("long_side"), predictor.stride)
     if split is None:
         datamodule = hydra.utils.instantiate(cfg.data)
         sets = datamodule.eval_sets()
@@ -228,15 +253,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"# Evaluation of {predictor.name}\n\nthreshold {threshold:.3f} ({report['threshold_source']}); "
         f"best-F1 threshold per set: {best_t}; "
         f"best mean-IoU threshold per set: {best_iou or '-'}; "
-        f"images run at {'full size' if long_side is None else f'long side {long_side} px'}\n\n{table}\n"
+        f"images run at {_sizes_text(long_side)}\n\n{table}\n"
     )
     if bad:
         md += "\n## Skipped files\n\n" + "\n".join(f"- {b['file']}: {b['error']}" for b in bad) + "\n"
     write_text_atomic(out_dir / "report.md", md)
     _plot_pr(curves, out_dir / "pr_curve.png")
-    if scored:
+    k = int(cfg.overlays)
+    if scored and k > 0:
         scored.sort(key=lambda x: x[0])
-        k = int(cfg.overlays)
         picks = scored[:k] + scored[max(k, len(scored) - k) :]  # worst first, then best
         rows = []
         for _, items, i in picks:
