@@ -44,19 +44,17 @@ def _long_side(value: Any, stride: int) -> int | list[int | None] | None:
     """`long_side` checked: null, a whole number of pixels >= stride, or a list of those
     (sizes whose probabilities are averaged)."""
     sizes = OmegaConf.to_container(value) if OmegaConf.is_list(value) else value
-    for size in sizes if isinstance(sizes, list) else [sizes]:
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < stride):
-            shown = (
-                "[" + ",".join("null" if x is None else str(x) for x in sizes) + "]"
-                if isinstance(sizes, list)
-                else sizes
-            )
-            raise ConfigError(
-                f"long_side={shown}: {size} is not a whole number of pixels >= {stride}; give such a "
-                "number, null (full size), or a list of those to average, e.g. [null,768]"
-            )
     if sizes == []:
         raise ConfigError("long_side=[]: give at least one size, e.g. [null,768], or null")
+    listed = sizes if isinstance(sizes, list) else [sizes]
+    for size in listed:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < stride):
+            shown = "[" + ",".join("null" if x is None else str(x) for x in listed) + "]"
+            raise ConfigError(
+                f"long_side={shown if isinstance(sizes, list) else sizes}: {size} is not a whole number "
+                f"of pixels >= {stride}; give such a number, null (full size), or a list of those to "
+                "average, e.g. [null,768]"
+            )
     return sizes
 
 
