@@ -382,6 +382,34 @@ def test_photo_sources_add_photos_after_the_skimage_ones_and_bad_names_fail(sour
         BackgroundBank(photo_sources=[])
 
 
+def test_photo_max_side_bounds_the_bundled_photos_and_null_keeps_them_as_shipped():
+    from wmseg.data.cache import cache_key
+    from wmseg.synth.backgrounds import bundled_photos, mvtb_photos
+
+    sources = ("skimage", "mvtb")
+    small, large, shipped = (bundled_photos(sources, side) for side in (512, 1280, None))
+    assert len(small) == len(large) == len(shipped) == 58
+    assert max(max(img.shape[:2]) for img in small) == 512
+    assert max(max(img.shape[:2]) for img in large) == 1280
+    # The mvtb camera photos are 1280 px wide: 1280 keeps them at their own resolution,
+    # and null keeps even the 3264 px ones.
+    campus = mvtb_photos(("campus/P1070491.png",))[0]
+    assert np.array_equal(large[16], campus) and np.array_equal(shipped[16], campus)
+    assert max(max(img.shape[:2]) for img in shipped) == 3264
+    # The aspect ratio survives the shrink (within a pixel).
+    for a, b in zip(small[16:], shipped[16:], strict=True):
+        assert abs(a.shape[0] / a.shape[1] - b.shape[0] / b.shape[1]) < 2 / min(a.shape[:2])
+    bank = BackgroundBank(procedural_fraction=0.0, photo_sources=list(sources), photo_max_side=1280)
+    assert max(max(bank._load(np.random.default_rng(i)).shape[:2]) for i in range(200)) == 1280
+
+    def key(**options) -> str:
+        return cache_key(WatermarkSynth(SynthConfig(size=32), BackgroundBank(**options)), 0, 4)[0]
+
+    assert key() == key(photo_max_side=512) != key(photo_max_side=1280)
+    with pytest.raises(ValueError, match=r"data\.photo_max_side"):
+        BackgroundBank(photo_max_side=16)
+
+
 class _FlatGrey(BackgroundBank):
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return np.full((size, size, 3), 128, np.uint8)

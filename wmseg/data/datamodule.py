@@ -107,6 +107,7 @@ class WatermarkDataModule(_Loaders):
         shading: float = 0.0,
         clutter: float = 0.0,
         photo_sources: Sequence[str] = ("skimage",),
+        photo_max_side: int | None = 512,
         train_size: int = 20000,
         val_size: int = 256,
         test_size: int = 256,
@@ -150,6 +151,7 @@ class WatermarkDataModule(_Loaders):
             shading,
             clutter,
             tuple(photo_sources),
+            photo_max_side,
         )
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed

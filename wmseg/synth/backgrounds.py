@@ -129,11 +129,13 @@ PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb":
 
 
 @lru_cache(maxsize=4)
-def bundled_photos(sources: tuple[str, ...] = ("skimage",)) -> tuple[np.ndarray, ...]:
+def bundled_photos(
+    sources: tuple[str, ...] = ("skimage",), max_side: int | None = _MAX_SIDE
+) -> tuple[np.ndarray, ...]:
     """The sample photos of the packages in `sources` (see `PHOTO_SOURCES`) as uint8 RGB
-    arrays, in a fixed order."""
+    arrays, in a fixed order, each shrunk to at most `max_side` px (None: as shipped)."""
     names = check_sources("data.photo_sources", sources, PHOTO_SOURCES)
-    return tuple(_as_rgb(img) for name in names for img in PHOTO_SOURCES[name]())
+    return tuple(_as_rgb(img, max_side) for name in names for img in PHOTO_SOURCES[name]())
 
 
 @lru_cache(maxsize=2)
@@ -258,6 +260,10 @@ class BackgroundOptions:
     clutter: float = 0.0
     # Packages whose sample photos are the bundled training photos (unused with a folder).
     photo_sources: tuple[str, ...] = ("skimage",)
+    # The bundled training photos' longest side (None: as shipped). 512 keeps crops cheap,
+    # but then a crop near the output size is a magnified thumbnail, softer than any real
+    # photo at its own resolution. Held-out validation photos stay at 512 either way.
+    photo_max_side: int | None = _MAX_SIDE
 
     def __post_init__(self) -> None:
         sources = check_sources("data.photo_sources", self.photo_sources, PHOTO_SOURCES)
@@ -267,6 +273,10 @@ class BackgroundOptions:
                 raise ValueError(f"data.{key} must be within [0, 1], got {getattr(self, key)}")
         if not 0.0 < self.min_zoom <= 1.0:
             raise ValueError(f"data.min_zoom must be within (0, 1], got {self.min_zoom}")
+        if self.photo_max_side is not None and self.photo_max_side < 64:
+            raise ValueError(
+                f"data.photo_max_side must be >= 64 px or null (photos as shipped), got {self.photo_max_side}"
+            )
 
 
 class BackgroundBank:
@@ -302,7 +312,7 @@ class BackgroundBank:
     def _photos(self) -> Sequence[np.ndarray]:
         if self.heldout:
             return tuple(heldout_photos().values())
-        return bundled_photos(self.options.photo_sources)
+        return bundled_photos(self.options.photo_sources, self.options.photo_max_side)
 
     def __len__(self) -> int:
         return len(self.files) if self.folder else len(self._photos())
