@@ -45,6 +45,7 @@ VARIED = {
         ({"corner_prob": 1.0, "logo_prob": 0.5}, {"procedural_fraction": 1.0}),
         ({"emboss_prob": 1.0, "logo_prob": 0.5, "tiled_fraction": 0.5}, VARIED),
         ({"footprint_channels": "mean", "blend_probs": (0.25, 0.25, 0.25, 0.25)}, VARIED),
+        ({"fill_prob": 1.0, "logo_prob": 0.5, "blend_probs": (0.25, 0.25, 0.25, 0.25)}, VARIED),
     ],
 )
 def test_mask_is_visible_footprint(style, bank_options):
@@ -538,3 +539,48 @@ def test_open_fonts_and_icon_fonts_widen_the_artwork():
     for key in ("font_sources", "icon_sources"):
         with pytest.raises(ValueError, match=rf"data\.synth\.{key}"):
             WatermarkSynth(SynthConfig(**{key: ("comic",)}))
+
+
+def test_log_opacity_draws_as_many_faint_marks_as_strong_ones():
+    from wmseg.synth.render import draw_opacity
+
+    rng = np.random.default_rng(0)
+    linear = np.array([draw_opacity(rng, SynthConfig(opacity=(0.15, 1.0))) for _ in range(4000)])
+    log_cfg = SynthConfig(opacity=(0.15, 1.0), opacity_scale="log")
+    log = np.array([draw_opacity(rng, log_cfg) for _ in range(4000)])
+    assert linear.min() >= 0.15 and log.min() >= 0.15 and max(linear.max(), log.max()) <= 1.0
+    # Uniform: the median is the midpoint; log-uniform: the geometric mean of the ends.
+    assert abs(np.median(linear) - 0.575) < 0.02
+    assert abs(np.median(log) - np.sqrt(0.15)) < 0.02
+    with pytest.raises(ValueError, match=r"data\.synth\.opacity_scale='cubic'"):
+        WatermarkSynth(SynthConfig(opacity_scale="cubic"))
+    with pytest.raises(ValueError, match=r"data\.synth\.opacity must be"):
+        WatermarkSynth(SynthConfig(opacity=(0.0, 1.0), opacity_scale="log"))
+
+
+def test_fills_give_a_mark_more_than_one_colour_and_it_stays_labelled_where_visible():
+    size = 96
+    synth = WatermarkSynth(_one_mark(fill_prob=1.0), BackgroundBank(procedural_fraction=1.0))
+    rng = np.random.default_rng(0)
+    white = np.full(3, 240.0, np.float32)
+    fields = [synth._fill(rng, white, period=40.0) for _ in range(24)]
+    assert all(f.shape == (size, size, 3) and f.min() >= 0 and f.max() <= 255 for f in fields)
+    # A gradient reaches its second colour within one period, a background crop has its
+    # texture: most fields span far more than one colour (white to white can stay close).
+    assert sum(float(np.ptp(f)) > 30 for f in fields) >= 18
+    # Flat marks on a grey page lie between grey and their one colour; filled ones differ
+    # from them, and every mark is labelled exactly where it shows.
+    flat = WatermarkSynth(_one_mark(visibility_threshold=6.0), _FlatGrey())
+    filled = WatermarkSynth(_one_mark(fill_prob=1.0, visibility_threshold=6.0), _FlatGrey())
+    changed = 0
+    for i in range(12):
+        a, b = flat.render(0, i), filled.render(0, i)
+        for s in (a, b):
+            assert _is_footprint(s.mask, np.abs(s.image.astype(np.int16) - 128).max(axis=2), 6.0)
+        px = a.image[a.mask.astype(bool)].astype(np.float64) - 128
+        sv = np.linalg.svd(px, compute_uv=False)
+        assert sv[1] < 0.05 * sv[0]
+        changed += not np.array_equal(a.image, b.image)
+    assert changed >= 10
+    with pytest.raises(ValueError, match=r"data\.synth\.fill_prob"):
+        WatermarkSynth(SynthConfig(fill_prob=2.0))

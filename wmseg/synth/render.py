@@ -28,6 +28,14 @@ class SynthConfig:
     tiled_fraction: float = 0.25  # stock-photo style diagonal grids
     max_marks: int = 2  # single marks per image, 1..max_marks
     opacity: tuple[float, float] = (0.35, 1.0)
+    # How opacity is drawn from that range: "linear" (uniformly) or "log" (uniformly in
+    # its logarithm: as many marks between 0.15 and 0.39 as between 0.39 and 1, the faint
+    # end that low-visibility logos and stock grids sit at).
+    opacity_scale: str = "linear"
+    # A mark's fill is, with this probability, not one colour but a smooth two-colour
+    # gradient (half) or the colours of another background crop (half): multi-coloured
+    # logos and image-like marks. 0 draws nothing, so older samples stay the same.
+    fill_prob: float = 0.0
     # Fraction of the crop side: a 128 px crop stands for part of a larger photo, so
     # text is drawn at the stroke widths (2-8 px) it has in photos at native size.
     font_size: tuple[float, float] = (0.12, 0.45)
@@ -90,6 +98,7 @@ class SynthConfig:
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay")
 FOOTPRINT_CHANNELS = ("max", "mean")
+OPACITY_SCALES = ("linear", "log")
 
 
 def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
@@ -106,6 +115,14 @@ def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
             base < 128, 2 * base * color / 255.0, 255.0 - 2 * (255.0 - base) * (255.0 - color) / 255.0
         )
     raise ValueError(f"blend mode {mode!r}: use one of {', '.join(BLEND_MODES)}")
+
+
+def draw_opacity(rng: np.random.Generator, cfg: SynthConfig) -> float:
+    """One mark's opacity within `cfg.opacity`, uniform on `cfg.opacity_scale`."""
+    lo, hi = cfg.opacity
+    if cfg.opacity_scale == "log":
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    return float(rng.uniform(lo, hi))
 
 
 class Sample(NamedTuple):
@@ -217,7 +234,17 @@ class WatermarkSynth:
                 f"data.synth.footprint_channels={self.config.footprint_channels!r}: use one of "
                 f"{', '.join(FOOTPRINT_CHANNELS)}"
             )
-        for key in ("emboss_prob", "scene_text_prob"):
+        if self.config.opacity_scale not in OPACITY_SCALES:
+            raise ValueError(
+                f"data.synth.opacity_scale={self.config.opacity_scale!r}: use one of "
+                f"{', '.join(OPACITY_SCALES)}"
+            )
+        lo, hi = self.config.opacity
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(
+                f"data.synth.opacity must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
+            )
+        for key in ("emboss_prob", "scene_text_prob", "fill_prob"):
             if not 0.0 <= getattr(self.config, key) <= 1.0:
                 raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self.config, key)}")
         self.backgrounds = backgrounds or BackgroundBank()
@@ -274,7 +301,9 @@ class WatermarkSynth:
             left, top, right, bottom = box
         corner = not tiled and cfg.corner_prob > 0 and rng.random() < cfg.corner_prob
         color = _rand_color(rng)
-        opacity = float(rng.uniform(*cfg.opacity))
+        opacity = draw_opacity(rng, cfg)
+        if cfg.fill_prob > 0 and rng.random() < cfg.fill_prob:
+            color = self._fill(rng, color, period=4.0 * max(right - left, bottom - top, px))
         mode = "normal"
         if cfg.blend_probs[0] < 1.0:
             p = np.asarray(cfg.blend_probs, np.float64)
@@ -336,6 +365,18 @@ class WatermarkSynth:
             target = blend(image, col, mode) if mode != "normal" else col
             image *= 1.0 - a
             image += a * target
+
+    def _fill(self, rng: np.random.Generator, color: np.ndarray, period: float) -> np.ndarray:
+        """A per-pixel fill (size, size, 3) for a mark: `color` fading into a second colour
+        and back over `period` px along a random direction, or another background crop."""
+        size = self.config.size
+        if rng.random() < 0.5:
+            return self.backgrounds.sample(rng, size).astype(np.float32)
+        other = _rand_color(rng)
+        theta, phase = rng.uniform(0.0, 2.0 * math.pi, 2)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        t = 0.5 + 0.5 * np.sin(2.0 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + phase)
+        return color + t[..., None] * (other - color)
 
     def _logo_layers(
         self,
