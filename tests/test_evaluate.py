@@ -116,6 +116,23 @@ def test_split_reads_the_runs_own_synthetic_split(trained_ckpt, tmp_path):
         evaluate(_eval_cfg(tmp_path / "onnx", "onnx=model.onnx", "split=val"))
 
 
+def test_split_from_scores_a_model_on_another_runs_split(trained_ckpt, tmp_path):
+    # Another run: the same model file, whose stored data config draws another val split.
+    other = torch.load(trained_ckpt, map_location="cpu", weights_only=False)
+    data = other["wmseg"]["config"]["data"]
+    assert data["val_size"] != 5
+    data["seed"], data["val_size"] = data["seed"] + 1, 5
+    torch.save(other, tmp_path / "other.ckpt")
+    own = evaluate(_eval_cfg(tmp_path / "own", f"ckpt={trained_ckpt}", "split=val"))
+    ckpt, val = f"ckpt={trained_ckpt}", "split=val"
+    same = evaluate(_eval_cfg(tmp_path / "same", ckpt, val, f"split_from={trained_ckpt}"))
+    assert same["per_image"] == own["per_image"]
+    theirs = evaluate(_eval_cfg(tmp_path / "theirs", ckpt, val, f"split_from={tmp_path / 'other.ckpt'}"))
+    assert theirs["sets"]["synthetic_val"]["images"] == 5
+    with pytest.raises(ConfigError, match="add split=val or split=test"):
+        evaluate(_eval_cfg(tmp_path / "bad", f"ckpt={trained_ckpt}", f"split_from={trained_ckpt}"))
+
+
 @pytest.mark.slow
 def test_synthetic_split_and_threshold_override(trained_ckpt, tmp_path):
     cfg = _eval_cfg(
@@ -324,3 +341,22 @@ def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_fo
     data = ["data=folder", f"data.root={pairs_folder}"]
     report = evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", *data, "tta=true"))
     assert report["model"].endswith("(flip-averaged)") and report["sets"]["pairs"]["images"] == 4
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_overlay_grid_keeps_the_worst_and_best_images_once_each_in_order(k):
+    from wmseg.tasks.evaluate import _Extremes
+
+    # Ties (0.1, 0.7) and IoUs from images of different sets: the grid is the k worst then
+    # the k best of a stable sort, each image once, as if every score had been kept.
+    ious = [0.5, 0.1, 0.9, 0.1, 0.7, 0.3, 0.7, 0.0, 0.1]
+    made = []
+    extremes = _Extremes(k)
+    for n, iou in enumerate(ious):
+        extremes.offer(iou, lambda n=n: made.append(n) or np.full((1, 1), n))
+    order = sorted(range(len(ious)), key=lambda n: ious[n])
+    expected = order[:k] + order[max(k, len(ious) - k) :]
+    assert [int(r[0, 0]) for r in extremes.rows()] == expected
+    assert set(expected) <= set(made)
+    assert len(made) < len(ious) or 2 * k >= len(ious)  # rows are drawn only when kept
+    assert _Extremes(0).rows() == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,36 @@ def _overlay_row(item: Item, prob: np.ndarray, threshold: float, height: int = 1
     return np.asarray(Image.fromarray(row).resize((w, height), Image.Resampling.BILINEAR))
 
 
+class _Extremes:
+    """The rows of the `k` lowest- and `k` highest-IoU images, kept as they stream past:
+    the overlay grid needs no second prediction, and memory stays 2k rows."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._low: list[tuple[float, int, np.ndarray]] = []  # max-heap by -IoU
+        self._high: list[tuple[float, int, np.ndarray]] = []  # min-heap by IoU
+        self._seen = 0
+
+    def offer(self, iou: float, make_row: Callable[[], np.ndarray]) -> None:
+        if self.k <= 0:
+            return
+        seq, self._seen = self._seen, self._seen + 1  # ties keep their order, never compare rows
+        low_in = len(self._low) < self.k or (-iou, -seq) > self._low[0][:2]
+        high_in = len(self._high) < self.k or (iou, seq) > self._high[0][:2]
+        if not (low_in or high_in):
+            return
+        row = make_row()
+        if low_in:
+            (heapq.heappush if len(self._low) < self.k else heapq.heapreplace)(self._low, (-iou, -seq, row))
+        if high_in:
+            (heapq.heappush if len(self._high) < self.k else heapq.heapreplace)(self._high, (iou, seq, row))
+
+    def rows(self) -> list[np.ndarray]:
+        """Worst first, then best, each image once."""
+        kept = {-s: (-v, row) for v, s, row in self._low} | {s: (v, row) for v, s, row in self._high}
+        return [row for _, (_, row) in sorted(kept.items(), key=lambda e: (e[1][0], e[0]))]
+
+
 def _plot_pr(curves: dict[str, tuple], path: Path) -> None:
     import matplotlib
 
@@ -150,10 +182,11 @@ def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: 
 def _run_split(cfg: DictConfig, split: str) -> list:
     """The `split` of the synthetic data the checkpoint was trained with (its stored config):
     e.g. its validation split, to calibrate a threshold on the data training calibrated on."""
-    stored = read_checkpoint(cfg.ckpt).get("wmseg", {}).get("config", {}).get("data", {})
+    source = cfg.get("split_from") or cfg.ckpt
+    stored = read_checkpoint(source).get("wmseg", {}).get("config", {}).get("data", {})
     if stored.get("_target_") != "wmseg.data.datamodule.WatermarkDataModule":
         raise ConfigError(
-            f"split={split}: {cfg.ckpt} was not trained on synthetic data (data=watermark); "
+            f"split={split}: {source} was not trained on synthetic data (data=watermark); "
             "evaluate its data with data=folder data.root=<dir> instead"
         )
     data = OmegaConf.create(stored)
@@ -170,8 +203,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = cfg.get("split")
     if split is not None and split not in ("val", "test"):
         raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
-    if split is not None and cfg.get("ckpt") is None:
-        raise ConfigError(f"split={split} reads the run config stored in a checkpoint: give ckpt=")
+    if split is not None and cfg.get("ckpt") is None and cfg.get("split_from") is None:
+        raise ConfigError(
+            f"split={split} reads the run config stored in a checkpoint: give ckpt= or split_from="
+        )
+    if cfg.get("split_from") is not None and split is None:
+        raise ConfigError(
+            f"split_from={cfg.split_from} names whose split to use: add split=val or split=test"
+        )
     metric = cfg.get("calibrate_metric", "f1")
     if metric not in CALIBRATE_METRICS:
         raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
@@ -188,17 +227,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple] = {}
     overall = SegmentationMeter(threshold)
-    scored: list[tuple[float, Any, int]] = []  # (iou, items, index) for the overlay grid
+    extremes = _Extremes(int(cfg.overlays))  # the worst and best images' overlay rows
     for items in sets:
         meter = SegmentationMeter(threshold)
         group = getattr(items, "group", "set")
         pairs = _load(items, _by_size(items), cfg.skip_bad, bad)
         predicted = predict_items(predictor, pairs, max_pixels=int(cfg.max_pixels), long_side=long_side)
-        for (i, item), prob in predicted:
+        for (_, item), prob in predicted:
             score = meter.update(item.group, item.name, prob, item.mask)
             overall.update(item.group, item.name, prob, item.mask)
             if score.iou is not None:
-                scored.append((score.iou, items, i))
+                extremes.offer(score.iou, lambda item=item, prob=prob: _overlay_row(item, prob, threshold))
         results[group] = meter.compute()
         precision, recall, thresholds = meter.pr_curve()
         curves[group] = (precision, recall, thresholds, results[group]["best_f1_threshold"], threshold)
@@ -257,17 +296,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         md += "\n## Skipped files\n\n" + "\n".join(f"- {b['file']}: {b['error']}" for b in bad) + "\n"
     write_text_atomic(out_dir / "report.md", md)
     _plot_pr(curves, out_dir / "pr_curve.png")
-    k = int(cfg.overlays)
-    if scored and k > 0:
-        scored.sort(key=lambda x: x[0])
-        picks = scored[:k] + scored[max(k, len(scored) - k) :]  # worst first, then best
-        rows = []
-        for _, items, i in picks:
-            item = items[i]
-            (_, prob), *_ = predict_items(
-                predictor, [(i, item.image)], max_pixels=int(cfg.max_pixels), long_side=long_side
-            )
-            rows.append(_overlay_row(item, prob, threshold))
+    rows = extremes.rows()
+    if rows:
         save_png_atomic(stack_rows(rows), out_dir / "overlays_worst_best.png")
     print(table)
     if "calibrated" in report:
