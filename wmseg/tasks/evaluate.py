@@ -135,8 +135,10 @@ class _Extremes:
 
     def rows(self) -> list[np.ndarray]:
         """Worst first, then best, each image once."""
-        kept = {-s: (-v, row) for v, s, row in self._low} | {s: (v, row) for v, s, row in self._high}
-        return [row for _, (_, row) in sorted(kept.items(), key=lambda e: (e[1][0], e[0]))]
+        # By arrival, so an image in both heaps (fewer than 2k seen) is drawn once.
+        kept = {-neg_seq: (-neg_iou, row) for neg_iou, neg_seq, row in self._low}
+        kept |= {seq: (iou, row) for iou, seq, row in self._high}
+        return [kept[seq][1] for seq in sorted(kept, key=lambda seq: (kept[seq][0], seq))]
 
 
 def _plot_pr(curves: dict[str, tuple], path: Path) -> None:
