@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from wmseg.tasks.evaluate import evaluate
+    from wmseg.tasks.report_errors import run_task
 
-    evaluate(cfg)
+    run_task(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     from wmseg.tasks.export import export
+    from wmseg.tasks.report_errors import run_task
 
-    export(cfg)
+    run_task(export, cfg)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ register_resolvers()  # before Hydra resolves anything, `--cfg job --resolve` in
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from wmseg.tasks.report_errors import run_task
     from wmseg.tasks.train import train  # heavy imports after Hydra has parsed the CLI
 
-    metrics = train(cfg)
+    metrics = run_task(train, cfg)
     # The value Hydra sweepers (Optuna) maximise.
     best = metrics.get("best_model_score")
     return best if best is not None else metrics.get(cfg.get("optimized_metric") or "")

@@ -56,11 +56,13 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     GlobalHydra.instance().clear()
 
 
-def run_script(args: list[str], cwd: Path, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
+def run_script(
+    args: list[str], cwd: Path, timeout: int = 300, env_extra: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run a root script as a user would, in a fresh process; outputs go under `cwd`."""
     # A clean environment: no pytest variables, as when a user runs the script.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env |= {"WMSEG_ROOT": str(cwd), "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "HYDRA_FULL_ERROR"}
+    env |= {"WMSEG_ROOT": str(cwd), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,

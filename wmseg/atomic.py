@@ -1,28 +1,76 @@
-"""Write files atomically: to a temporary name in the same folder, then rename."""
+"""Write files atomically: to a temporary file beside the target, fsync, then rename.
+
+The temporary file sits in the target's own folder, so the rename never crosses a
+filesystem (a tmpfs `/tmp` would make it a copy that truncates the target first). It is
+created with the umask applied, like any ordinary write, and a leftover of a killed
+write to the same target is removed by the next successful one.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def _orphans(path: Path) -> list[Path]:
+    """Temporary files of earlier, killed writes to `path` (named as `_temp_name` names them)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    try:
+        return [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return []
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder; the rename is still atomic
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)`, then rename onto `path`: readers never see half a file."""
+    """Call `write(tmp_path)`, then rename onto `path`: readers never see half a file.
+
+    Example:
+        >>> write_atomic("out/report.json", lambda tmp: Path(tmp).write_text("{}"))  # doctest: +SKIP
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    while True:
+        tmp = _temp_name(path)
+        try:  # 0o666 less the umask, as open() would give
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        write(tmp)
+        write(str(tmp))
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent, directory=True)
+    for orphan in _orphans(path):
+        orphan.unlink(missing_ok=True)
     return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -33,3 +81,22 @@ def save_png_atomic(array: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
     return write_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def check_writable(folder: str | Path, key: str) -> Path:
+    """Create `folder` if needed and prove a file can be written there, before any work;
+    ConfigError naming `key` otherwise."""
+    from wmseg.errors import ConfigError
+
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = _temp_name(folder / ".write-check")
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"{key}={folder} is not a writable folder ({err.strerror or err}): "
+            f"set {key} to a folder you can write to"
+        ) from err
+    return folder

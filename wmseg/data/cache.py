@@ -1,8 +1,10 @@
 """Rendered samples kept for reuse: in memory, or on disk as shards keyed by config and code.
 
 A disk cache is a folder `<cache_dir>/<key>/` of `.npy` shards plus `manifest.json`,
-written last: a folder without a manifest (or with a missing or short shard) is a
-partial cache from a killed run and is rebuilt. The key hashes everything a sample
+written last, which holds each shard's size and SHA-256: a folder without a manifest, or
+with a shard missing, short or changed on disk (a killed run, a disk fault, a file zeroed
+in place), is rebuilt. The hashes are checked once per process when the cache is opened
+(about a second per GB). The key hashes everything a sample
 depends on: the synthesis config, the backgrounds, the split's seed and length, and the
 source of the rendering code, so a changed config or renderer gets a new folder. No
 Lightning, no torch.
@@ -74,13 +76,46 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     write_atomic(path, write)
 
 
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _shard_record(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
+    return {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+
+
+# Caches whose shards were hashed in this process, with the (name, size, mtime) they had.
+_verified: set[tuple[str, tuple]] = set()
+
+
+def _stamp(folder: Path, names: list[str]) -> tuple[str, tuple]:
+    stats = [(n, (folder / n).stat()) for n in names]
+    return str(folder.resolve()), tuple((n, s.st_size, s.st_mtime_ns) for n, s in stats)
+
+
 def is_complete(folder: Path, length: int) -> bool:
+    """Whether `folder` holds all `length` samples, every shard as its manifest recorded it."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return False
     try:
-        if json.loads(manifest.read_text()).get("length") != length:
-            return False
+        recorded = json.loads(manifest.read_text())
+        shards = recorded.get("shards")
+        names = [name for images, masks, _ in _shard_names(length) for name in (images, masks)]
+        if recorded.get("length") != length or not isinstance(shards, dict) or set(shards) != set(names):
+            return False  # another length, or a manifest from before checksums: rebuild
+        stamp = _stamp(folder, names)
+        if stamp in _verified:
+            return True
+        for name in names:
+            if _shard_record(folder, name) != shards[name]:
+                log.warning("cache shard %s differs from its manifest (changed on disk)", folder / name)
+                return False
         for images, masks, n in _shard_names(length):
             if np.load(folder / images, mmap_mode="r").shape[0] != n:
                 return False
@@ -88,6 +123,7 @@ def is_complete(folder: Path, length: int) -> bool:
                 return False
     except (OSError, ValueError, json.JSONDecodeError):
         return False
+    _verified.add(stamp)
     return True
 
 
@@ -98,11 +134,12 @@ def build_disk_cache(synth: WatermarkSynth, seed: int, length: int, cache_dir: s
     if is_complete(folder, length):
         return folder
     if folder.exists():
-        log.warning("Rebuilding partial sample cache %s (no manifest or a short shard)", folder)
+        log.warning("Rebuilding sample cache %s (no manifest, or a shard missing, short or changed)", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     log.info("Rendering %d samples into %s (once; later runs reuse them)", length, folder)
     size = synth.config.size
+    shards: dict[str, dict[str, Any]] = {}
     for s, (images_name, masks_name, n) in enumerate(_shard_names(length)):
         images = np.empty((n, size, size, 3), np.uint8)
         masks = np.empty((n, size, size), np.uint8)
@@ -111,7 +148,8 @@ def build_disk_cache(synth: WatermarkSynth, seed: int, length: int, cache_dir: s
             images[j], masks[j] = sample.image, sample.mask
         _save_npy(folder / images_name, images)
         _save_npy(folder / masks_name, masks)
-    manifest = {**spec, "key": key, "shard": SHARD}
+        shards |= {name: _shard_record(folder, name) for name in (images_name, masks_name)}
+    manifest = {**spec, "key": key, "shard": SHARD, "shards": shards}
     write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
     log.info("Cached %d samples in %s", length, folder)
     return folder

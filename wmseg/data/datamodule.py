@@ -14,7 +14,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
 from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, SyntheticWatermarks, scan_pairs
-from wmseg.data.folder import FolderPairs, Item
+from wmseg.data.folder import FolderPairs, Item, unique_labels
 from wmseg.synth import BackgroundBank, BackgroundOptions, SynthConfig, WatermarkSynth
 
 # torchdata 0.11 calls a torch function that torch 2.14 deprecated; nothing to act on.
@@ -252,7 +252,7 @@ class FolderDataModule(_Loaders):
         self.seed, self.augment = seed, augment
 
     def eval_sets(self) -> list[Sequence[Item]]:
-        return [FolderPairs(r) for r in self.roots]
+        return [FolderPairs(r, label) for r, label in zip(self.roots, unique_labels(self.roots), strict=True)]
 
     def split_pairs(self) -> dict[str, list]:
         """The usable pairs, split by a seeded shuffle; the same on every rank and run."""

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from wmseg.data.cache import DiskSamples, MemorySamples
 from wmseg.data.folder import DataError, FolderPairs, check_mask_size, read_image, read_mask
+from wmseg.image_files import image_size
 from wmseg.synth import WatermarkSynth
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,8 @@ def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:
             try:
                 mask_path = folder.mask_path(i)
                 size = folder.image_size(i)
-                with Image.open(mask_path) as m:
-                    check_mask_size(mask_path, (m.height, m.width), size)
-            except (DataError, OSError) as err:
+                check_mask_size(mask_path, image_size(mask_path), size)
+            except DataError as err:
                 bad.append(str(err))
                 continue
             pairs.append((path, mask_path))

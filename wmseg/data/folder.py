@@ -8,19 +8,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 
-from wmseg.synth.backgrounds import IMAGE_SUFFIXES
+from wmseg.errors import ConfigError, DataError
+from wmseg.image_files import IMAGE_SUFFIXES, check_mask_size, image_size, read_mask
+from wmseg.image_files import read_rgb as read_image
+
+__all__ = ["DataError", "FolderPairs", "Item", "check_mask_size", "read_image", "read_mask"]
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A file that cannot be used; `path` names it."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
 
 
 class Item(NamedTuple):
@@ -30,30 +25,24 @@ class Item(NamedTuple):
     mask: np.ndarray  # (H, W) uint8, 1 = watermark
 
 
-def read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(path, f"unreadable image ({err}); replace or remove the file") from err
+POOLED = "all"  # the report's row of all sets together
 
 
-def check_mask_size(path: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
-    """Raise DataError naming the mask when its (H, W) differs from its image's."""
-    if mask_size != image_size:
-        (mh, mw), (ih, iw) = mask_size, image_size
-        raise DataError(path, f"mask is {mw}x{mh} but its image is {iw}x{ih}; masks must match")
-
-
-def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A binary mask (255 or any value > 127 = watermark) of exactly `size` (H, W)."""
-    try:
-        with Image.open(path) as im:
-            mask = np.array(im.convert("L"))
-    except (OSError, ValueError) as err:
-        raise DataError(path, f"unreadable mask ({err}); replace or remove the file") from err
-    check_mask_size(path, mask.shape, size)
-    return (mask > 127).astype(np.uint8)
+def unique_labels(roots: list[str | Path]) -> list[str]:
+    """A row label per folder: its name, or as many trailing path parts as tell it apart
+    from the others (`a/set`, `b/set`); never the pooled row's name."""
+    parts = [Path(r).expanduser().resolve().parts for r in roots]
+    if len(set(parts)) < len(parts):
+        raise ConfigError(f"data.root lists a folder twice: {[str(r) for r in roots]}")
+    labels = []
+    for own in parts:
+        for k in range(1, len(own) + 1):
+            label = Path(*own[-k:]).as_posix()
+            others = [Path(*p[-k:]).as_posix() for p in parts if p != own]
+            if label != POOLED and label not in others:
+                break
+        labels.append(label)
+    return labels
 
 
 class FolderPairs:
@@ -64,7 +53,7 @@ class FolderPairs:
         >>> item = pairs[0]; item.image.shape, item.mask.shape  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, group: str | None = None) -> None:
         self.root = Path(root).expanduser()
         images_dir, masks_dir = self.root / "images", self.root / "masks"
         if not images_dir.is_dir() or not masks_dir.is_dir():
@@ -75,19 +64,14 @@ class FolderPairs:
         if not self.images:
             raise FileNotFoundError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.masks_dir = masks_dir
-        self.group = self.root.name
+        self.group = group or self.root.name
 
     def __len__(self) -> int:
         return len(self.images)
 
     def image_size(self, index: int) -> tuple[int, int]:
         """(H, W) from the file header, without decoding the pixels."""
-        path = self.images[index]
-        try:
-            with Image.open(path) as im:
-                return im.height, im.width
-        except (OSError, ValueError) as err:
-            raise DataError(path, f"unreadable image ({err})") from err
+        return image_size(self.images[index])
 
     def mask_path(self, index: int) -> Path:
         """The mask file of image `index`; DataError naming the image when it is missing."""

@@ -1,7 +1,8 @@
 """Rebuild a trained network from a checkpoint: its stored config + its state dict.
 
-Loading never runs code from the file: `torch.load(weights_only=True)`, and the
-network class named in the stored config must be one of wmseg's own.
+Loading never runs code from the file: `torch.load(weights_only=True)` reads tensors and
+plain data only, and the stored network config is built by `wmseg.safe_build`, which
+refuses any `_target_` (at any depth) that is not wmseg's own network class.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
+from wmseg.errors import CheckpointError
 from wmseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_statistics
+from wmseg.safe_build import NETWORK, check_config, safe_instantiate
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the fix."""
+__all__ = ["CheckpointError", "LoadedModel", "build_net", "load_model", "read_checkpoint"]
 
 
 @dataclass
@@ -49,11 +48,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.Module:
-    target = str(net_config.get("_target_", ""))
-    if not target.startswith("wmseg.models."):
-        raise CheckpointError(
-            f"{source}: network class {target!r} is not a wmseg model; refusing to build it"
-        )
+    """The network of `net_config` (a `model.net` config), built only if every `_target_`
+    in it is on wmseg's network allowlist; no initial weights are loaded."""
+    if not isinstance(net_config, dict) or "_target_" not in net_config:
+        raise CheckpointError(f"{source}: the network config (model.net) names no class (_target_)")
+    check_config(net_config, NETWORK, str(source), "model.net")
     # The input statistics the net was trained with, fixed before the initial weights'
     # name is dropped. A config without the keys predates them: ImageNet's, as then.
     if "mean" in net_config:
@@ -66,7 +65,7 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
     net_config = {**net_config, "encoder_weights": None, "mean": list(mean), "std": list(std)}
     if "freeze_encoder_bn" in net_config:
         net_config["freeze_encoder_bn"] = False
-    return hydra.utils.instantiate(OmegaConf.create(net_config))
+    return safe_instantiate(net_config, NETWORK, str(source), "model.net")
 
 
 def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> LoadedModel:
@@ -78,7 +77,10 @@ def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> Lo
     path = Path(path).expanduser()
     ckpt = read_checkpoint(path)
     meta = ckpt["wmseg"]
-    stored = meta["config"]["model"]["net"]
+    try:
+        stored = meta["config"]["model"]["net"]
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} holds no network config (wmseg.config.model.net)") from err
     net = build_net(net_config or stored, path)
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     own = net.state_dict()

@@ -7,8 +7,10 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import yaml
 
 from wmseg.inference.checkpoint import CheckpointError, load_model
+from wmseg.safe_build import NETWORK, check_config
 
 
 class Predictor(Protocol):
@@ -68,17 +70,44 @@ class OnnxPredictor:
         except Exception as err:
             raise CheckpointError(f"cannot load ONNX model {path} (truncated or not ONNX?): {err}") from err
         meta = self.session.get_modelmeta().custom_metadata_map
-        if "threshold" not in meta:
-            raise CheckpointError(
-                f"{path} has no wmseg metadata (threshold, stride): export it with export.py"
-            )
-        self.threshold = float(meta["threshold"])
-        self.stride = int(meta.get("stride", 32))
+        self.threshold, self.stride, self.model_config = read_contract(meta, path)
         self.metadata = meta
         self.name = f"onnx:{path}"
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"image": np.ascontiguousarray(batch, np.float32)})[0]
+
+
+def read_contract(meta: dict[str, str], path: Path) -> tuple[float, int, dict | None]:
+    """(threshold, stride, model config) from an ONNX file's wmseg metadata, each checked:
+    CheckpointError naming the file and the key otherwise. The model config is data only:
+    parsed as plain YAML and checked against the network allowlist, never built."""
+    if "threshold" not in meta:
+        raise CheckpointError(f"{path} has no wmseg metadata (threshold, stride): export it with export.py")
+    try:
+        threshold = float(meta["threshold"])
+    except ValueError:
+        threshold = float("nan")
+    if not 0.0 < threshold < 1.0:  # also false for NaN
+        raise CheckpointError(
+            f"{path}: metadata threshold={meta['threshold']!r} is not a number between 0 and 1; "
+            "re-export the model with export.py"
+        )
+    raw_stride = meta.get("stride", "32")
+    stride = int(raw_stride) if raw_stride.isdigit() else 0
+    if stride < 1 or stride & (stride - 1):
+        raise CheckpointError(
+            f"{path}: metadata stride={raw_stride!r} is not a power of two >= 1 (the network's "
+            "input size multiple); re-export the model with export.py"
+        )
+    model_config = None
+    if "model_config" in meta:
+        try:
+            model_config = yaml.safe_load(meta["model_config"])
+        except yaml.YAMLError as err:
+            raise CheckpointError(f"{path}: metadata model_config is not YAML ({err})") from err
+        check_config(model_config, NETWORK, str(path), "model_config")
+    return threshold, stride, model_config
 
 
 class FlipAveraged:

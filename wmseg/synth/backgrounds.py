@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from wmseg.errors import DataError
+from wmseg.image_files import IMAGE_SUFFIXES, read_rgb
 from wmseg.synth.sources import check_sources
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Natural photos bundled inside scikit-image (no download). Images that contain
 # text of their own ("page", "text") are left out: unlabelled scene text would
@@ -321,19 +322,20 @@ class BackgroundBank:
         if self.folder is None:
             photos = self._photos()
             return photos[int(rng.integers(len(photos)))]
-        for _ in range(len(self.files)):
-            path = self.files[int(rng.integers(len(self.files)))]
+        # A random file; past an unreadable one, the next in order: every file is tried once.
+        first = int(rng.integers(len(self.files)))
+        for step in range(len(self.files)):
+            path = self.files[(first + step) % len(self.files)]
             if path in self.skipped:
                 continue
             try:
-                with Image.open(path) as im:
-                    return np.asarray(im.convert("RGB"))
-            except (OSError, ValueError) as err:
+                return read_rgb(path)
+            except DataError as err:
                 self.skipped.add(path)
                 log.warning(
                     "skipping unreadable background %s (%s); %d skipped so far",
                     path,
-                    err,
+                    err.reason,
                     len(self.skipped),
                 )
         raise OSError(f"no readable image left in backgrounds folder {self.folder}")

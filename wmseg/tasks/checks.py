@@ -6,25 +6,93 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from wmseg.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
+__all__ = ["ConfigError", "check_eval_config", "check_export_config", "check_run_config"]
 
 
 def _get(cfg: DictConfig, key: str) -> object:
     return OmegaConf.select(cfg, key, default=None)
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def require_bool(cfg: DictConfig, key: str) -> None:
+    value = _get(cfg, key)
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: use true or false")
+
+
+def require_int(cfg: DictConfig, key: str, minimum: int, nullable: bool = True) -> None:
+    value = _get(cfg, key)
+    if value is None and nullable:
+        return
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+        also = " or null" if nullable else ""
+        raise ConfigError(f"{key}={value!r}: use a whole number >= {minimum}{also}")
+
+
+def require_probability(cfg: DictConfig, key: str) -> None:
+    value = _get(cfg, key)
+    if value is not None and not (_number(value) and 0.0 < value < 1.0):
+        raise ConfigError(f"{key}={value!r}: use a number between 0 and 1 (exclusive), or null")
+
+
+def require_device(cfg: DictConfig, key: str = "device") -> None:
+    import torch
+
+    value = _get(cfg, key)
+    if value is None or value == "cpu":
+        return
+    text = str(value)
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={text}: no CUDA GPU is available here; use {key}=cpu or {key}=null")
+        if ":" in text and int(text[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"{key}={text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return
+    raise ConfigError(f"{key}={text}: use cpu, cuda, cuda:<index>, or null (cuda when available)")
+
+
+def check_eval_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key of an evaluate.py config, before any work."""
+    require_probability(cfg, "threshold")
+    require_int(cfg, "max_pixels", 1, nullable=False)
+    require_int(cfg, "overlays", 0, nullable=False)
+    require_int(cfg, "threads", 0, nullable=False)
+    require_int(cfg, "max_image_pixels", 1)
+    for key in ("tta", "skip_bad", "x64_quant_precision"):
+        require_bool(cfg, key)
+    require_device(cfg)
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key of an export.py config, before any work."""
+    for key in ("dynamic", "fp16", "int8.enabled", "int8.per_channel", "int8.reduce_range"):
+        require_bool(cfg, key)
+    for key, minimum in (("sample_size", 1), ("opset", 7), ("threads", 0), ("int8.batch_size", 1)):
+        require_int(cfg, key, minimum, nullable=False)
+    require_int(cfg, "int8.calibration_batches", 1, nullable=False)
+    require_int(cfg, "parity.val_samples", 1)
+
+
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; cheap, so it runs before imports of data."""
     from wmseg.synth.backgrounds import HELDOUT  # here: the module stays free of the synthesis
 
-    for key in ("model.optimizer.lr", "data.batch_size", "trainer.accumulate_grad_batches"):
+    lr = _get(cfg, "model.optimizer.lr")
+    if lr is not None and not (_number(lr) and lr > 0):
+        raise ConfigError(f"model.optimizer.lr must be a number > 0, got {lr!r}: e.g. 3e-3")
+    for key in ("data.batch_size", "trainer.accumulate_grad_batches"):
         value = _get(cfg, key)
-        if value is not None and not (isinstance(value, int | float) and value > 0):
-            raise ConfigError(f"{key} must be a number > 0, got {value!r}: e.g. {key}=<positive value>")
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise ConfigError(f"{key} must be a whole number > 0, got {value!r}: e.g. {key}=16")
+    require_int(cfg, "data.num_workers", 0)
+    require_int(cfg, "max_image_pixels", 1)
     clip = _get(cfg, "trainer.gradient_clip_val")
-    if clip is not None and not (isinstance(clip, int | float) and clip >= 0):
+    if clip is not None and not (_number(clip) and clip >= 0):
         raise ConfigError(f"trainer.gradient_clip_val must be >= 0 or null, got {clip!r}")
     # (key, names it takes besides a folder, what null means)
     folders = (

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from wmseg.atomic import save_png_atomic, write_atomic, write_text_atomic
-from wmseg.data.folder import DataError, Item
+from wmseg.atomic import check_writable, save_png_atomic, write_atomic, write_text_atomic
+from wmseg.data.folder import POOLED, DataError, Item
+from wmseg.image_files import set_max_pixels
 from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
 from wmseg.metrics import CALIBRATE_METRICS, SegmentationMeter
-from wmseg.tasks.checks import ConfigError
+from wmseg.tasks.checks import ConfigError, check_eval_config
+from wmseg.tasks.run_data import stored_data_module
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,8 @@ def _load(items, order: list[int], skip_bad: bool, bad: list[dict[str, str]]):
             item = items[i]
         except DataError as err:
             if not skip_bad:
-                raise DataError(err.path, f"{err} (skip_bad=true lists it and measures the rest)") from err
+                hint = "skip_bad=true lists it and measures the rest"
+                raise DataError(err.path, f"{err.reason} ({hint})") from err
             log.warning("skipping %s", err)
             bad.append({"file": str(err.path), "error": str(err)})
             continue
@@ -185,21 +188,14 @@ def _run_split(cfg: DictConfig, split: str) -> list:
     """The `split` of the synthetic data the checkpoint was trained with (its stored config):
     e.g. its validation split, to calibrate a threshold on the data training calibrated on."""
     source = cfg.get("split_from") or cfg.ckpt
-    stored = read_checkpoint(source).get("wmseg", {}).get("config", {}).get("data", {})
-    if stored.get("_target_") != "wmseg.data.datamodule.WatermarkDataModule":
-        raise ConfigError(
-            f"split={split}: {source} was not trained on synthetic data (data=watermark); "
-            "evaluate its data with data=folder data.root=<dir> instead"
-        )
-    data = OmegaConf.create(stored)
-    # Rendered on the fly (a sample is a pure function of its seed): no cache to build, and
-    # the real pairs a mixed run trained on (train split only) need not be on this machine.
-    data.cache, data.real_roots, data.real_ratio = "none", None, 0.0
-    return hydra.utils.instantiate(data).eval_sets(split)
+    stored = read_checkpoint(source).get("wmseg", {}).get("config", {})
+    return stored_data_module(stored, source, f"split={split}").eval_sets(split)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
+    check_eval_config(cfg)
+    set_max_pixels(cfg.get("max_image_pixels"))
     if cfg.get("calibrate") and cfg.get("ckpt") is None:
         raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
     split = cfg.get("split")
@@ -216,6 +212,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metric = cfg.get("calibrate_metric", "f1")
     if metric not in CALIBRATE_METRICS:
         raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
+    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
+    if cfg.get("calibrate"):
+        check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")
     predictor = build_predictor(cfg)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
     long_side = _long_side(cfg.get("long_side"), predictor.stride)
@@ -224,7 +223,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         sets = datamodule.eval_sets()
     else:
         sets = _run_split(cfg, split)
-    out_dir = Path(cfg.paths.output_dir)
     bad: list[dict[str, str]] = []
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple] = {}
@@ -244,7 +242,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         precision, recall, thresholds = meter.pr_curve()
         curves[group] = (precision, recall, thresholds, results[group]["best_f1_threshold"], threshold)
     if len(results) > 1:
-        results["all"] = overall.compute()
+        results[POOLED] = overall.compute()
 
     report = {
         "model": predictor.name,
@@ -256,7 +254,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "bad_files": bad,
     }
     if cfg.get("calibrate"):
-        pooled = results["all"] if "all" in results else next(iter(results.values()))
+        pooled = results[POOLED] if POOLED in results else next(iter(results.values()))
         if not pooled["images_with_watermark"]:
             raise ConfigError(
                 f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"

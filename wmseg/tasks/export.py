@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from wmseg.atomic import write_text_atomic
+from wmseg.atomic import check_writable, write_text_atomic
 from wmseg.export.onnx import contract_metadata, convert_fp16, export_onnx
 from wmseg.export.quantize import quantize_int8
 from wmseg.inference import OnnxPredictor, load_model
-from wmseg.inference.checkpoint import CheckpointError
-
-
-def _data_module(config: dict[str, Any], source: Path, size: int | None = None):
-    data = OmegaConf.create(config.get("data", {}))
-    if not str(data.get("_target_", "")).startswith("wmseg.data."):
-        raise CheckpointError(f"{source}: stored data config is not a wmseg data module; cannot calibrate")
-    if size is not None:  # a static-shape model takes only its own size
-        data.synth.size = size
-    return hydra.utils.instantiate(data)
+from wmseg.tasks.checks import check_export_config
+from wmseg.tasks.run_data import stored_data_module
 
 
 def _batches(dataset, n_batches: int, batch_size: int, offset: int = 0) -> list[np.ndarray]:
@@ -56,8 +46,9 @@ def _images_per_s(fn, batch: np.ndarray, seconds: float = 2.0) -> float:
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
+    check_export_config(cfg)
+    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
     loaded = load_model(cfg.ckpt)
-    out_dir = Path(cfg.paths.output_dir)
     meta = contract_metadata(loaded.threshold, int(loaded.net.stride), loaded.config["model"]["net"])
     size = int(cfg.sample_size)
     # dynamic=false fixes the graph at (1, 3, sample_size, sample_size): the checks below then
@@ -65,13 +56,16 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     dynamic = bool(cfg.dynamic)
     step = 8 if dynamic else 1
     opts = {"opset": cfg.opset, "sample_hw": (size, size), "dynamic": dynamic}
+    # Built (and checked) before any file is written: calibration and the mask checks use it.
+    dm = stored_data_module(
+        loaded.config, loaded.path, "export (INT8 calibration and checks)", None if dynamic else size, True
+    )
+    dm.setup("fit")
     fp32_path = export_onnx(loaded.net, out_dir / "model.onnx", meta, **opts)
     files = {"model.onnx": fp32_path}
     if cfg.fp16:
         files["model.fp16.onnx"] = convert_fp16(fp32_path, out_dir / "model.fp16.onnx")
 
-    dm = _data_module(loaded.config, loaded.path, size=None if dynamic else size)
-    dm.setup("fit")
     if cfg.int8.enabled:
         calib = _batches(
             dm.datasets["train"],

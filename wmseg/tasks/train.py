@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from wmseg.callbacks import EmbedRunConfig
+from wmseg.image_files import set_max_pixels
 from wmseg.tasks.checks import check_run_config
 from wmseg.tasks.instantiate import instantiate_callbacks, instantiate_loggers
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as `cfg` says; returns the logged metrics plus the best checkpoint."""
     check_run_config(cfg)
+    set_max_pixels(cfg.get("max_image_pixels"))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

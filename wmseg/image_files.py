@@ -1,0 +1,127 @@
+"""Read user image files as wmseg sees them: upright, 8-bit RGB, within a pixel limit.
+
+Every image or mask wmseg reads from a user's folder goes through here, so that:
+- EXIF orientation is applied (a phone photo is read the way it is shown, and its
+  size is reported rotated too);
+- 16-bit and 32-bit greyscale (`I;16`, `I`) are scaled to 8 bits, not clipped to white,
+  and float images (`F`) are read as [0, 1];
+- an image over the pixel limit (`set_max_pixels`, Pillow's decompression-bomb guard) is
+  a `DataError` naming the file, like any other unreadable file, never a crash;
+- a mask marks a watermark wherever it is non-zero (0/255 and 0/1 masks alike).
+No Lightning, no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from wmseg.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# Pillow's own error limit (twice its warning limit): about 179 megapixels.
+DEFAULT_MAX_PIXELS = 178_956_970
+_ORIENTATION = 0x0112  # the EXIF tag
+_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
+_limit = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(limit: int | None) -> None:
+    """The largest image (width x height) read from now on in this process; None: the default."""
+    global _limit
+    if limit is None:
+        limit = DEFAULT_MAX_PIXELS
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"max_image_pixels must be a whole number > 0 or null, got {limit!r}")
+    _limit = limit
+    # Pillow checks at open (an error above twice its limit): ours is the one that counts.
+    Image.MAX_IMAGE_PIXELS = limit
+
+
+def max_pixels() -> int:
+    return _limit
+
+
+def _check_size(path: Path, im: Image.Image) -> None:
+    if im.width * im.height > _limit:
+        raise DataError(
+            path,
+            f"image is {im.width}x{im.height} = {im.width * im.height:,} pixels, over the limit of "
+            f"{_limit:,} (a guard against decompression bombs); raise max_image_pixels if you trust it",
+        )
+
+
+@contextmanager
+def _opened(path: Path, what: str) -> Iterator[Image.Image]:
+    try:
+        with Image.open(path) as im:
+            _check_size(path, im)
+            yield im
+    except Image.DecompressionBombError as err:
+        raise DataError(path, f"{err}; raise max_image_pixels if you trust it") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(path, f"unreadable {what} ({err}); replace or remove the file") from err
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(H, W) as shown (EXIF orientation applied), from the header without decoding pixels."""
+    path = Path(path)
+    with _opened(path, "image") as im:
+        h, w = im.height, im.width
+        try:
+            turned = im.getexif().get(_ORIENTATION) in _TRANSPOSED
+        except Exception:  # a broken EXIF block: the pixels may still decode
+            turned = False
+    return (w, h) if turned else (h, w)
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8; high-bit-depth greyscale scaled to 8 bits."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        high = np.asarray(im, dtype=np.int64)  # I;16 holds 0..65535; I the same, in int32
+        grey = ((np.clip(high, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        grey = (np.clip(np.nan_to_num(np.asarray(im, np.float32)), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(im.convert("RGB"))
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """The image at `path` as shown: (H, W, 3) uint8 RGB; DataError naming it if unusable."""
+    path = Path(path)
+    with _opened(path, "image") as im:
+        try:
+            upright = ImageOps.exif_transpose(im)
+            return _to_rgb8(upright)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise DataError(path, f"unreadable image ({err}); replace or remove the file") from err
+
+
+def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The mask at `path` as (H, W) uint8, 1 = watermark wherever the file is non-zero;
+    with `size`, DataError naming the mask unless its (H, W) (as shown) equals `size`."""
+    path = Path(path)
+    with _opened(path, "mask") as im:
+        try:
+            upright = ImageOps.exif_transpose(im)
+            mask = np.asarray(upright.convert("L"))  # clips 16-bit values, never zeroes one
+        except (OSError, ValueError, SyntaxError) as err:
+            raise DataError(path, f"unreadable mask ({err}); replace or remove the file") from err
+    if size is not None:
+        check_mask_size(path, mask.shape, size)
+    return (mask != 0).astype(np.uint8)
+
+
+def check_mask_size(path: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Raise DataError naming the mask when its (H, W) differs from its image's."""
+    if tuple(mask_size) != tuple(image_size):
+        (mh, mw), (ih, iw) = mask_size, image_size
+        raise DataError(path, f"mask is {mw}x{mh} but its image is {iw}x{ih}; masks must match")
