@@ -10,16 +10,16 @@ from PIL import Image
 from wmseg.inference.predictor import Predictor
 
 
-def _to_chw(image: np.ndarray) -> np.ndarray:
+def to_chw(image: np.ndarray) -> np.ndarray:
     return image.transpose(2, 0, 1).astype(np.float32) / 255.0  # (3, H, W) in [0, 1]
 
 
-def _padded(shape: tuple[int, ...], stride: int) -> tuple[int, int]:
+def padded_shape(shape: tuple[int, ...], stride: int) -> tuple[int, int]:
     h, w = shape[:2]
     return h + (-h % stride), w + (-w % stride)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -41,17 +41,33 @@ def _enlarge(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.array(Image.fromarray(prob.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
 
 
+def _feather(n: int, at_start: bool, at_end: bool, overlap: int) -> np.ndarray:
+    """Weights along one side of a tile: a ramp over `overlap` px at each edge that lies
+    inside the image (where another tile takes over), 1 elsewhere and at the image's edge."""
+    weights = np.ones(n, np.float32)
+    r = min(overlap, n // 2)
+    if r > 0:
+        ramp = (np.arange(r, dtype=np.float32) + 0.5) / r
+        if not at_start:
+            weights[:r] = ramp
+        if not at_end:
+            weights[-r:] = np.minimum(weights[-r:], ramp[::-1])
+    return weights
+
+
 def predict_tiled(
     predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 128
 ) -> np.ndarray:
     """Probabilities (H, W) for one large uint8 image, from overlapping tiles.
 
-    Logits are averaged where tiles overlap, so memory stays that of one tile.
+    Where tiles overlap, their logits are blended with weights that fall off towards each
+    tile's inner edges (where it lacks context), so no seam shows; memory stays that of
+    one tile.
     """
     s = predictor.stride
     tile = max(s, tile - tile % s)
     h, w = image.shape[:2]
-    chw = _to_chw(image)
+    chw = to_chw(image)
     total = np.zeros((h, w), np.float32)
     count = np.zeros((h, w), np.float32)
     step = max(s, tile - overlap)
@@ -61,11 +77,14 @@ def predict_tiled(
         for x in xs:
             crop = chw[:, y : y + tile, x : x + tile]
             ch, cw = crop.shape[1:]
-            ph, pw = _padded((ch, cw), s)
+            ph, pw = padded_shape((ch, cw), s)
             padded = np.pad(crop, ((0, 0), (0, ph - ch), (0, pw - cw)), mode="edge")[None]
-            total[y : y + ch, x : x + cw] += predictor.logits(padded)[0, 0, :ch, :cw]
-            count[y : y + ch, x : x + cw] += 1
-    return _sigmoid(total / count)
+            weight = np.outer(
+                _feather(ch, y == 0, y + ch >= h, overlap), _feather(cw, x == 0, x + cw >= w, overlap)
+            )
+            total[y : y + ch, x : x + cw] += predictor.logits(padded)[0, 0, :ch, :cw] * weight
+            count[y : y + ch, x : x + cw] += weight
+    return sigmoid(total / count)
 
 
 def predict_items(
@@ -93,16 +112,16 @@ def predict_items(
     batch: list[tuple[object, np.ndarray]] = []
 
     def flush() -> Iterator[tuple[object, np.ndarray]]:
-        ph, pw = _padded(batch[0][1].shape, s)
+        ph, pw = padded_shape(batch[0][1].shape, s)
         stack = np.stack(
             [
-                np.pad(_to_chw(img), ((0, 0), (0, ph - img.shape[0]), (0, pw - img.shape[1])), mode="edge")
+                np.pad(to_chw(img), ((0, 0), (0, ph - img.shape[0]), (0, pw - img.shape[1])), mode="edge")
                 for _, img, _ in batch
             ]
         )
         logits = predictor.logits(stack)
         for (key, img, shape), out in zip(batch, logits, strict=True):
-            yield key, _enlarge(_sigmoid(out[0, : img.shape[0], : img.shape[1]]), shape)
+            yield key, _enlarge(sigmoid(out[0, : img.shape[0], : img.shape[1]]), shape)
         batch.clear()
 
     for key, original in images:
@@ -111,9 +130,10 @@ def predict_items(
             prob = predict_tiled(predictor, image, tile=int(np.sqrt(max_pixels)))
             yield key, _enlarge(prob, original.shape)
             continue
-        padded = _padded(image.shape, s)
+        padded = padded_shape(image.shape, s)
         if batch and (
-            padded != _padded(batch[0][1].shape, s) or (len(batch) + 1) * padded[0] * padded[1] > max_pixels
+            padded != padded_shape(batch[0][1].shape, s)
+            or (len(batch) + 1) * padded[0] * padded[1] > max_pixels
         ):
             yield from flush()
         batch.append((key, image, original.shape))

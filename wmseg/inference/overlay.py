@@ -7,6 +7,12 @@ import numpy as np
 _RED = np.array([255, 30, 30], np.float32)
 
 
+def tint(image: np.ndarray, mask: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """uint8 (H, W, 3) `image` with the 0/1 (H, W) `mask` tinted red."""
+    a = alpha * mask.astype(np.float32)[..., None]
+    return (image.astype(np.float32) * (1 - a) + _RED * a).astype(np.uint8)
+
+
 def overlay_row(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """uint8 (H, W, 3) image with 0/1 (H, W) truth and prediction -> uint8 (H, 3W, 3)."""
     img = image.astype(np.float32)

@@ -24,10 +24,14 @@ class Predictor(Protocol):
 
 
 class TorchPredictor:
-    def __init__(self, ckpt: str | Path, device: str = "cpu", net_config: dict | None = None) -> None:
+    def __init__(
+        self, ckpt: str | Path, device: str = "cpu", net_config: dict | None = None, fp16: bool = False
+    ) -> None:
+        """`fp16`: autocast to float16 on a CUDA device (outputs stay float32)."""
         loaded = load_model(ckpt, net_config)
         self.net = loaded.net.to(device)
         self.device = device
+        self.fp16 = fp16 and str(device).startswith("cuda")
         self.threshold = loaded.threshold
         self.stride = int(getattr(loaded.net, "stride", 32))
         self.config = loaded.config
@@ -35,7 +39,8 @@ class TorchPredictor:
 
     @torch.inference_mode()
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.net(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+        with torch.autocast("cuda", torch.float16, enabled=self.fp16):
+            return self.net(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
 
 class OnnxPredictor:

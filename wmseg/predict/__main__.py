@@ -1,0 +1,5 @@
+"""`python -m wmseg.predict ...`: the same as `wmseg-predict ...`."""
+
+from wmseg.cli import predict
+
+predict()

@@ -1,0 +1,92 @@
+"""`wmseg-predict` (and `python -m wmseg.predict`): the Hydra entry point of prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from wmseg.errors import ConfigError, UserError
+from wmseg.tasks.checks import require_bool, require_device, require_int, require_probability
+
+
+def check_predict_config(cfg: DictConfig) -> None:
+    """ConfigError naming the first bad key, before any model is loaded."""
+    for key in ("input", "output"):
+        if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+            raise ConfigError(
+                f"{key}= is required: wmseg-predict input=<image|folder|video|list.txt> output=<dir>"
+            )
+    for key in ("remove", "overlay", "overwrite", "progress", "video.hardware"):
+        require_bool(cfg, key)
+    require_probability(cfg, "threshold")
+    require_device(cfg)
+    for key, minimum in (
+        ("threads", 0),
+        ("margin", 0),
+        ("batch.images", 1),
+        ("batch.pixels", 1),
+        ("batch.grow_after", 1),
+        ("tiles.pixels", 1),
+        ("tiles.size", 32),
+        ("tiles.overlap", 0),
+        ("workers.decode", 1),
+        ("workers.encode", 1),
+        ("workers.queue", 1),
+        ("video.batch", 1),
+        ("video.crf", 0),
+    ):
+        require_int(cfg, key, minimum, nullable=False)
+    if cfg.precision not in ("int8", "fp32"):
+        raise ConfigError(f"precision={cfg.precision}: use int8 or fp32 (of the bundled model)")
+
+
+def build_inpainter(cfg: DictConfig) -> Any:
+    import hydra
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(cfg.inpainter)
+    except InstantiationException as err:  # Hydra wraps the constructor's own clear error
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise ConfigError(f"inpainter: {err}") from err
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    from wmseg.predict.detect import DetectOptions
+    from wmseg.predict.remover import Remover
+
+    check_predict_config(cfg)
+    inpainter = build_inpainter(cfg) if cfg.remove else None  # a missing package named first
+    detect = DetectOptions(
+        batch_pixels=cfg.batch.pixels,
+        batch_images=cfg.batch.images,
+        grow_after=cfg.batch.grow_after,
+        tile_pixels=cfg.tiles.pixels,
+        tile=cfg.tiles.size,
+        overlap=cfg.tiles.overlap,
+    )
+    remover = Remover(
+        cfg.model,
+        threshold=cfg.threshold,
+        margin=cfg.margin,
+        inpainter=inpainter,
+        detect=detect,
+        device=cfg.device,
+        threads=cfg.threads,
+        precision=cfg.precision,
+    )
+    return remover.run(
+        cfg.input,
+        cfg.output,
+        remove=cfg.remove,
+        overlay=cfg.overlay,
+        overwrite=cfg.overwrite,
+        decode_workers=cfg.workers.decode,
+        encode_workers=cfg.workers.encode,
+        queue=cfg.workers.queue,
+        progress=cfg.progress,
+        video=OmegaConf.to_container(cfg.video),
+    )

@@ -1,0 +1,78 @@
+"""The detector a prediction run uses: an ONNX file, a checkpoint, or the bundled model."""
+
+from __future__ import annotations
+
+import logging
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from wmseg.errors import CheckpointError, ConfigError
+from wmseg.inference.predictor import OnnxPredictor, Predictor
+
+log = logging.getLogger(__name__)
+
+BUNDLED_NAMES = {"int8": "model.int8.onnx", "fp32": "model.onnx"}
+
+
+def bundled_model(precision: str = "int8") -> Path:
+    """The path of the model shipped inside the package (see its MODEL_CARD.md)."""
+    if precision not in BUNDLED_NAMES:
+        raise ConfigError(f"bundled precision {precision!r}: use int8 or fp32")
+    path = Path(str(files("wmseg") / "bundled" / BUNDLED_NAMES[precision]))
+    if not path.is_file():
+        raise CheckpointError(
+            f"this install of wmseg has no bundled model ({path} is missing): "
+            "pass model=<model.onnx or best.ckpt>"
+        )
+    return path
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: no CUDA GPU is available here; use device=cpu or device=null")
+    return str(device)
+
+
+def load_predictor(
+    model: str | Path | None,
+    device: str | None = None,
+    threads: int = 0,
+    precision: str = "int8",
+    fp16: bool = True,
+) -> Predictor:
+    """A warmed-up predictor for `model` (.onnx or .ckpt; None: the bundled model at
+    `precision`). ONNX runs on CUDA when `device` is cuda (or null and a GPU is there),
+    else on the CPU with `threads` (0: all cores); checkpoints under torch
+    `inference_mode`, with fp16 autocast on a GPU when `fp16`."""
+    path = bundled_model(precision) if model is None else Path(str(model)).expanduser()
+    if not path.exists():
+        raise ConfigError(f"model={path} not found: pass an exported model.onnx or a .ckpt from train.py")
+    device = resolve_device(device)
+    predictor: Predictor
+    if path.suffix.lower() == ".onnx":
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            else:
+                log.warning(
+                    "onnxruntime has no CUDA provider here (pip install onnxruntime-gpu): running on CPU"
+                )
+        predictor = OnnxPredictor(path, providers=providers, threads=threads)
+    elif path.suffix.lower() == ".ckpt":
+        from wmseg.inference.predictor import TorchPredictor
+
+        predictor = TorchPredictor(path, device=device, fp16=fp16)
+    else:
+        raise CheckpointError(f"model={path} is not a wmseg model: give a .onnx from export.py or a .ckpt")
+    stride = predictor.stride
+    predictor.logits(np.zeros((1, 3, 2 * stride, 2 * stride), np.float32))  # warm-up: once per run
+    return predictor

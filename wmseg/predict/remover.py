@@ -1,0 +1,305 @@
+"""Detect -> mask -> remove, for one image in memory or for whole folders, lists and videos.
+
+Example:
+    >>> from wmseg.predict import Remover
+    >>> remover = Remover("model.int8.onnx")  # doctest: +SKIP
+    >>> clean, mask = remover.clean(image)  # uint8 (H, W, 3) -> same, bool (H, W)  # doctest: +SKIP
+    >>> summary = remover.run("photos/", "cleaned/", remove=True)  # doctest: +SKIP
+
+No Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wmseg.atomic import check_writable, write_bytes_atomic, write_text_atomic
+from wmseg.errors import DataError, UserError
+from wmseg.inference.overlay import tint
+from wmseg.inference.predictor import Predictor
+from wmseg.predict.detect import DetectOptions, Detector
+from wmseg.predict.image_io import SourceImage, encode_jpeg, encode_png, read_source, write_like
+from wmseg.predict.inpaint import Inpainter, OpenCVInpainter, dilate, fill
+from wmseg.predict.jobs import Job, find_jobs
+from wmseg.predict.model import load_predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    remove: bool = False  # also write the cleaned image or video
+    overlay: bool = True  # also write <name>.overlay.jpg (the mask tinted red on the image)
+    overwrite: bool = False  # false: inputs whose outputs all exist are skipped (resume)
+    decode_workers: int = 2
+    encode_workers: int = 2
+    queue: int = 16  # images decoded ahead of the model, and finished images being written
+    progress: bool | None = None  # a progress bar; None: when stderr is a terminal
+    video: dict[str, Any] = field(default_factory=dict)  # wmseg.predict.video.VideoOptions
+
+
+@dataclass
+class Summary:
+    input: str
+    output: str
+    model: str
+    threshold: float
+    processed: int = 0
+    skipped_existing: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    image_seconds: float = 0.0
+    video_seconds: float = 0.0
+    batch_halvings: int = 0
+    peak_rss_mb: float = 0.0
+    peak_gpu_mb: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["images_per_s"] = self.images / self.image_seconds if self.images and self.image_seconds else None
+        d["frames_per_s"] = self.frames / self.video_seconds if self.frames and self.video_seconds else None
+        return d
+
+    def screen(self) -> str:
+        d = self.as_dict()
+        rate = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        lines = [
+            f"wmseg-predict: {self.processed} processed, {self.skipped_existing} skipped (done before), "
+            f"{len(self.failed)} failed, in {self.seconds:.1f} s",
+            f"  {self.images} images ({rate(d['images_per_s'])} images/s), {self.videos} videos, "
+            f"{self.frames} frames ({rate(d['frames_per_s'])} frames/s)",
+            f"  peak RAM {self.peak_rss_mb:.0f} MB"
+            + ("" if self.peak_gpu_mb is None else f", peak GPU memory {self.peak_gpu_mb:.0f} MB"),
+        ]
+        lines += [f"  failed: {f['file']}: {f['reason']}" for f in self.failed[:20]]
+        if len(self.failed) > 20:
+            lines.append(f"  ... and {len(self.failed) - 20} more in summary.json")
+        return "\n".join(lines)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _peak_gpu_mb() -> float | None:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+class Remover:
+    """A detector (and an inpainter) loaded once, for any number of images and runs.
+
+    `model`: a .onnx or .ckpt path, a Predictor, or None for the bundled model.
+    `threshold`: None takes the model's own. `margin`: px the mask grows by before
+    inpainting. `inpainter`: None is OpenCV's Telea."""
+
+    def __init__(
+        self,
+        model: str | Path | Predictor | None = None,
+        *,
+        threshold: float | None = None,
+        margin: int = 5,
+        inpainter: Inpainter | None = None,
+        detect: DetectOptions | None = None,
+        device: str | None = None,
+        threads: int = 0,
+        precision: str = "int8",
+    ) -> None:
+        if model is None or isinstance(model, str | Path):
+            self.predictor = load_predictor(model, device=device, threads=threads, precision=precision)
+        else:
+            self.predictor = model
+        self.threshold = float(self.predictor.threshold if threshold is None else threshold)
+        self.margin = margin
+        self.detector = Detector(self.predictor, detect)
+        self._inpainter = inpainter
+
+    @property
+    def inpainter(self) -> Inpainter:
+        if self._inpainter is None:
+            self._inpainter = OpenCVInpainter()
+        return self._inpainter
+
+    def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return self.detector.probabilities(images)
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """bool (H, W): where `image` (uint8 (H, W, 3) RGB) holds a watermark."""
+        return self.probabilities([image])[0] >= self.threshold
+
+    def remove(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """`image` with the watermark under `mask` (grown by `margin`) inpainted."""
+        return fill(self.inpainter, image, dilate(mask, self.margin))
+
+    def clean(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cleaned image, detected mask) for one uint8 (H, W, 3) RGB image."""
+        mask = self.mask(image)
+        return self.remove(image, mask), mask
+
+    def run(self, input: str | Path, output: str | Path, **options: Any) -> dict[str, Any]:
+        """Process `input` (image, video, folder, or .txt list) into `output`; see RunOptions.
+        Returns the summary also written to `<output>/summary.json`."""
+        return _Run(self, input, output, RunOptions(**options)).execute()
+
+
+class _Run:
+    def __init__(self, remover: Remover, input: str | Path, output: str | Path, options: RunOptions) -> None:
+        self.remover, self.options = remover, options
+        self.out = check_writable(output, "output")
+        self.jobs = find_jobs(input, self.out)
+        self.summary = Summary(str(input), str(self.out), remover.predictor.name, remover.threshold)
+        self._advance: Callable[[], None] = lambda: None
+
+    def fail(self, job: Job, reason: str) -> None:
+        log.info("failed: %s: %s", job.source, reason)
+        self.summary.failed.append({"file": str(job.source), "reason": reason})
+        self._advance()
+
+    def finished(self, job: Job) -> None:
+        self.summary.processed += 1
+        self._advance()
+
+    def execute(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        o = self.options
+        todo = [j for j in self.jobs if o.overwrite or not j.done(o.remove, o.overlay)]
+        self.summary.skipped_existing = len(self.jobs) - len(todo)
+        show = sys.stderr.isatty() if o.progress is None else o.progress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, disable=not show, transient=False) as progress:
+            task = progress.add_task("wmseg-predict", total=len(todo))
+            self._advance = lambda: progress.advance(task)
+            images = [j for j in todo if j.kind == "image"]
+            t0 = time.perf_counter()
+            self._images(images)
+            self.summary.image_seconds = time.perf_counter() - t0 if images else 0.0
+            t0 = time.perf_counter()
+            for job in (j for j in todo if j.kind == "video"):
+                self._video(job)
+            self.summary.video_seconds = time.perf_counter() - t0 if self.summary.videos else 0.0
+        self.summary.seconds = time.perf_counter() - start
+        self.summary.batch_halvings = self.remover.detector.batch.halvings
+        self.summary.peak_rss_mb = _peak_rss_mb()
+        self.summary.peak_gpu_mb = _peak_gpu_mb()
+        result = self.summary.as_dict()
+        write_text_atomic(self.out / "summary.json", json.dumps(result, indent=2))
+        print(self.summary.screen())
+        return result
+
+    # --- images -------------------------------------------------------------------
+
+    def _images(self, jobs: list[Job]) -> None:
+        o, detector = self.options, self.remover.detector
+        limit = detector.options
+        with ThreadPoolExecutor(o.decode_workers) as decode, ThreadPoolExecutor(o.encode_workers) as encode:
+            decoding: deque[tuple[Job, Future]] = deque()
+            writing: deque[tuple[Job, Future]] = deque()
+            groups: dict[tuple[int, int], list[tuple[Job, SourceImage]]] = {}
+            pending = iter(jobs)
+
+            def refill() -> None:
+                while len(decoding) < o.queue and (job := next(pending, None)) is not None:
+                    decoding.append((job, decode.submit(read_source, job.source)))
+
+            def collect(block_above: int) -> None:
+                while len(writing) > block_above:
+                    job, future = writing.popleft()
+                    self._settle(job, future)
+
+            def run_group(key: tuple[int, int]) -> None:
+                members = groups.pop(key)
+                try:
+                    probs = detector.probabilities([src.rgb for _, src in members])
+                except Exception as err:  # one bad batch never stops the rest
+                    for job, _ in members:
+                        self.fail(job, f"detection failed: {type(err).__name__}: {err}")
+                    return
+                for (job, src), prob in zip(members, probs, strict=True):
+                    collect(o.queue - 1)
+                    writing.append((job, encode.submit(self._write_image, job, src, prob)))
+
+            refill()
+            while decoding:
+                job, future = decoding.popleft()
+                refill()
+                try:
+                    src = future.result()
+                except DataError as err:
+                    self.fail(job, err.reason)
+                    continue
+                except Exception as err:
+                    self.fail(job, f"{type(err).__name__}: {err}")
+                    continue
+                key = detector.group_key(src.rgb)
+                group = groups.setdefault(key, [])
+                group.append((job, src))
+                pixels = len(group) * max(1, key[0] * key[1])
+                if key == (0, 0) or pixels >= limit.batch_pixels or len(group) >= limit.batch_images:
+                    run_group(key)
+                elif sum(len(g) for g in groups.values()) >= o.queue:  # bounded memory
+                    run_group(max(groups, key=lambda k: len(groups[k])))
+            for key in list(groups):
+                run_group(key)
+            collect(0)
+
+    def _settle(self, job: Job, future: Future) -> None:
+        try:
+            future.result()
+        except DataError as err:
+            self.fail(job, err.reason)
+        except Exception as err:
+            self.fail(job, f"{type(err).__name__}: {err}")
+        else:
+            self.summary.images += 1
+            self.finished(job)
+
+    def _write_image(self, job: Job, src: SourceImage, prob: np.ndarray) -> None:
+        mask = prob >= self.remover.threshold
+        # The cleaned file is written last: a job counts as done when all its files exist.
+        write_bytes_atomic(job.mask, encode_png(mask.astype(np.uint8) * 255))
+        if self.options.overlay:
+            write_bytes_atomic(job.overlay, encode_jpeg(tint(src.rgb, mask)))
+        if self.options.remove:
+            write_like(src, self.remover.remove(src.rgb, mask), job.clean)
+
+    # --- videos -------------------------------------------------------------------
+
+    def _video(self, job: Job) -> None:
+        from wmseg.predict.video import VideoOptions, process_video
+
+        try:
+            frames = process_video(
+                self.remover,
+                job,
+                VideoOptions(**self.options.video),
+                self.options.remove,
+                self.options.overlay,
+            )
+        except UserError as err:
+            self.fail(job, str(err))
+            return
+        except Exception as err:
+            self.fail(job, f"{type(err).__name__}: {err}")
+            return
+        self.summary.videos += 1
+        self.summary.frames += frames
+        self.finished(job)
