@@ -184,10 +184,21 @@ class _Run:
         show = sys.stderr.isatty() if o.progress is None else o.progress
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, disable=not show, transient=False) as progress:
-            task = progress.add_task("wmseg-predict", total=len(todo))
-            self._advance = lambda: progress.advance(task)
+            task = progress.add_task("wmseg-predict", total=len(todo), rate="")
+
+            def advance() -> None:
+                speed = progress.tasks[0].speed
+                progress.update(task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
+
+            self._advance = advance
             images = [j for j in todo if j.kind == "image"]
             t0 = time.perf_counter()
             self._images(images)
