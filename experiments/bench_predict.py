@@ -89,8 +89,9 @@ def end_to_end(predictor, folder: Path, out: Path, batch: int, **run) -> float:
 
 
 CHILD = """
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from wmseg.inference import OnnxPredictor
+from wmseg.predict.remover import peak_rss_mb
 from wmseg.predict import DetectOptions, Detector
 model, w, h, tiles, detect, threads = sys.argv[1:7]
 w, h, tiles, detect = int(w), int(h), tiles == "1", detect == "1"
@@ -99,18 +100,19 @@ image = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
 if detect:
     options = DetectOptions(tile_pixels=4_000_000 if tiles else 10**12, batch_images=1)
     Detector(predictor, options).probabilities([image])
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 """
 
 VIDEO_CHILD = """
-import json, resource, sys
+import json, sys
 from wmseg.predict import DetectOptions, Remover
+from wmseg.predict.remover import peak_rss_mb
 model, source, out, remove, window, threads = sys.argv[1:7]
 remover = Remover(model, detect=DetectOptions(batch_images=8), threads=int(threads))
 summary = remover.run(source, out, remove=remove == "1", overlay=False, overwrite=True, progress=False,
                       video={"window": int(window), "preset": "veryfast"})
 keys = ("frames_per_s", "frames", "failed")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_rss_mb()
 print(json.dumps({**{k: summary[k] for k in keys}, "peak_rss_mb": peak}))
 """
 
@@ -237,7 +239,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--remove-images", type=int, default=20, help="photos for the remove=true rows")
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "predict_bench")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the peak-RSS runs -> <out>_memory",
+    )
     args = parser.parse_args()
+    if args.memory_only:
+        memory_only(args)
+        return
     fp32, int8 = args.models / "model.onnx", args.models / "model.int8.onnx"
     result: dict = {"machine": cpu(), "threads": args.threads, "command": " ".join(sys.argv)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,6 +333,65 @@ def main() -> None:
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=2, default=str))
     write_text_atomic(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
+
+
+def large_images(fp32: Path, threads: int) -> dict:
+    large = {}
+    for name, (w, h) in {"4K": (3840, 2160), "8K": (7680, 4320)}.items():
+        base = child(CHILD, fp32, w, h, 1, 0, threads)["peak_rss_mb"]
+        tiled = child(CHILD, fp32, w, h, 1, 1, threads)["peak_rss_mb"]
+        whole = child(CHILD, fp32, w, h, 0, 1, threads)["peak_rss_mb"]
+        large[name] = {"loaded_only_mb": base, "tiles_mb": tiled, "no_tiles_mb": whole}
+    return large
+
+
+def memory_only(args: argparse.Namespace) -> None:
+    """Peak RSS (VmHWM of a fresh process each) of large images and of videos."""
+    fp32 = args.models / "model.onnx"
+    result: dict = {"machine": cpu(), "threads": args.threads, "command": " ".join(sys.argv)}
+    result["large_images_peak_rss"] = large_images(fp32, args.threads)
+    print(json.dumps(result, indent=1), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        runs = {}
+        for seconds in (args.seconds, 2 * args.seconds):
+            source = tmp / f"v{seconds}" / "clip.mp4"
+            source.parent.mkdir()
+            make_video(source, seconds)
+            runs[f"{seconds} s, detect + remove"] = child(
+                VIDEO_CHILD, fp32, source, tmp / f"o{seconds}", 1, 5, args.threads
+            )
+        result["video_peak_rss"] = runs
+        first, second = runs.values()
+        result["video_rss_long_over_short"] = second["peak_rss_mb"] / first["peak_rss_mb"]
+    lines = [
+        "# wmseg-predict peak memory (VmHWM of a fresh process per run)",
+        "",
+        f"`{result['command']}`",
+        "",
+        f"CPU: {result['machine']['model']}, {result['machine']['cores']} cores, "
+        f"flags {', '.join(result['machine']['flags'])}.",
+        "",
+        "| image | model loaded only | detection with tiles | without tiles |",
+        "|---|---|---|---|",
+        *[
+            f"| {k} | {v['loaded_only_mb']:.0f} MB | {v['tiles_mb']:.0f} MB | {v['no_tiles_mb']:.0f} MB |"
+            for k, v in result["large_images_peak_rss"].items()
+        ],
+        "",
+        "| video (1280x720, 10 fps) | frames | frames/s | peak RSS |",
+        "|---|---|---|---|",
+        *[
+            f"| {k} | {v['frames']} | {v['frames_per_s']:.2f} | {v['peak_rss_mb']:.0f} MB |"
+            for k, v in runs.items()
+        ],
+        f"| twice as long / once | | | {result['video_rss_long_over_short']:.3f} (target within 1.10) |",
+        "",
+    ]
+    out = args.out.with_name(args.out.name + "_memory")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(result, indent=2, default=str))
+    write_text_atomic(out.with_suffix(".md"), "\n".join(lines))
+    print("\n".join(lines))
 
 
 def markdown(r: dict) -> str:

@@ -417,9 +417,9 @@ def test_predict_configs_compose_and_build(tmp_path, preset, inpainter):
     from tests.conftest import CONF
     from wmseg.predict.cli import build_inpainter, check_predict_config
 
-    _mean_fill_model(tmp_path / "inpaint.onnx")
     overrides = ["input=in", "output=out", f"preset={preset}", f"inpainter={inpainter}"]
     if inpainter == "onnx":
+        _mean_fill_model(tmp_path / "inpaint.onnx")
         overrides.append(f"inpainter.path={tmp_path / 'inpaint.onnx'}")
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF / "predict")):

@@ -92,7 +92,15 @@ class Summary:
         return "\n".join(lines)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts anew at exec
+    (ru_maxrss keeps the parent's peak across fork + exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -209,7 +217,7 @@ class _Run:
             self.summary.video_seconds = time.perf_counter() - t0 if self.summary.videos else 0.0
         self.summary.seconds = time.perf_counter() - start
         self.summary.batch_halvings = self.remover.detector.batch.halvings
-        self.summary.peak_rss_mb = _peak_rss_mb()
+        self.summary.peak_rss_mb = peak_rss_mb()
         self.summary.peak_gpu_mb = _peak_gpu_mb()
         result = self.summary.as_dict()
         write_text_atomic(self.out / "summary.json", json.dumps(result, indent=2))
