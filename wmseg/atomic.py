@@ -21,6 +21,11 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
+def _create_exclusive(path: Path) -> None:
+    """Create the empty file `path`, failing if it exists; 0o666 less the umask, as open() gives."""
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+
 def _orphans(path: Path) -> list[Path]:
     """Temporary files of earlier, killed writes to `path` (named as `_temp_name` names them)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
@@ -51,8 +56,8 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = _temp_name(path)
-        try:  # 0o666 less the umask, as open() would give
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        try:
+            _create_exclusive(tmp)
             break
         except FileExistsError:
             continue
@@ -92,7 +97,7 @@ def check_writable(folder: str | Path, key: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = _temp_name(folder / ".write-check")
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        _create_exclusive(probe)
         probe.unlink()
     except OSError as err:
         raise ConfigError(

@@ -43,10 +43,6 @@ def set_max_pixels(limit: int | None) -> None:
     Image.MAX_IMAGE_PIXELS = limit
 
 
-def max_pixels() -> int:
-    return _limit
-
-
 def _check_size(path: Path, im: Image.Image) -> None:
     if im.width * im.height > _limit:
         raise DataError(
@@ -57,7 +53,9 @@ def _check_size(path: Path, im: Image.Image) -> None:
 
 
 @contextmanager
-def _opened(path: Path, what: str) -> Iterator[Image.Image]:
+def open_checked(path: Path, what: str = "image") -> Iterator[Image.Image]:
+    """The opened (not yet decoded) image at `path`, within the pixel limit; any failure to
+    read it, inside the block too, is a DataError naming the file."""
     try:
         with Image.open(path) as im:
             _check_size(path, im)
@@ -73,7 +71,7 @@ def _opened(path: Path, what: str) -> Iterator[Image.Image]:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(H, W) as shown (EXIF orientation applied), from the header without decoding pixels."""
     path = Path(path)
-    with _opened(path, "image") as im:
+    with open_checked(path, "image") as im:
         h, w = im.height, im.width
         try:
             turned = im.getexif().get(_ORIENTATION) in _TRANSPOSED
@@ -94,27 +92,24 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     return np.array(im.convert("RGB"))
 
 
+def upright_rgb(im: Image.Image) -> np.ndarray:
+    """The pixels of an image from `open_checked` as shown: (H, W, 3) uint8 RGB."""
+    return _to_rgb8(ImageOps.exif_transpose(im))
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """The image at `path` as shown: (H, W, 3) uint8 RGB; DataError naming it if unusable."""
     path = Path(path)
-    with _opened(path, "image") as im:
-        try:
-            upright = ImageOps.exif_transpose(im)
-            return _to_rgb8(upright)
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DataError(path, f"unreadable image ({err}); replace or remove the file") from err
+    with open_checked(path, "image") as im:
+        return upright_rgb(im)
 
 
 def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """The mask at `path` as (H, W) uint8, 1 = watermark wherever the file is non-zero;
     with `size`, DataError naming the mask unless its (H, W) (as shown) equals `size`."""
     path = Path(path)
-    with _opened(path, "mask") as im:
-        try:
-            upright = ImageOps.exif_transpose(im)
-            mask = np.asarray(upright.convert("L"))  # clips 16-bit values, never zeroes one
-        except (OSError, ValueError, SyntaxError) as err:
-            raise DataError(path, f"unreadable mask ({err}); replace or remove the file") from err
+    with open_checked(path, "mask") as im:
+        mask = np.asarray(ImageOps.exif_transpose(im).convert("L"))  # clips 16-bit values, never zeroes one
     if size is not None:
         check_mask_size(path, mask.shape, size)
     return (mask != 0).astype(np.uint8)

@@ -112,14 +112,10 @@ def is_complete(folder: Path, length: int) -> bool:
         stamp = _stamp(folder, names)
         if stamp in _verified:
             return True
+        # The recorded hashes pin each shard to the bytes written, lengths included.
         for name in names:
             if _shard_record(folder, name) != shards[name]:
                 log.warning("cache shard %s differs from its manifest (changed on disk)", folder / name)
-                return False
-        for images, masks, n in _shard_names(length):
-            if np.load(folder / images, mmap_mode="r").shape[0] != n:
-                return False
-            if np.load(folder / masks, mmap_mode="r").shape[0] != n:
                 return False
     except (OSError, ValueError, json.JSONDecodeError):
         return False

@@ -19,6 +19,14 @@ def padded_shape(shape: tuple[int, ...], stride: int) -> tuple[int, int]:
     return h + (-h % stride), w + (-w % stride)
 
 
+def pad_batch(images: Sequence[np.ndarray], stride: int) -> np.ndarray:
+    """uint8 (H, W, 3) images of one padded shape -> float32 (N, 3, H', W'), each
+    edge-padded to the stride (crop each output back to its image's own size)."""
+    ph, pw = padded_shape(images[0].shape, stride)
+    pads = [((0, 0), (0, ph - im.shape[0]), (0, pw - im.shape[1])) for im in images]
+    return np.stack([np.pad(to_chw(im), pad, mode="edge") for im, pad in zip(images, pads, strict=True)])
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -112,13 +120,7 @@ def predict_items(
     batch: list[tuple[object, np.ndarray]] = []
 
     def flush() -> Iterator[tuple[object, np.ndarray]]:
-        ph, pw = padded_shape(batch[0][1].shape, s)
-        stack = np.stack(
-            [
-                np.pad(to_chw(img), ((0, 0), (0, ph - img.shape[0]), (0, pw - img.shape[1])), mode="edge")
-                for _, img, _ in batch
-            ]
-        )
+        stack = pad_batch([img for _, img, _ in batch], s)
         logits = predictor.logits(stack)
         for (key, img, shape), out in zip(batch, logits, strict=True):
             yield key, _enlarge(sigmoid(out[0, : img.shape[0], : img.shape[1]]), shape)

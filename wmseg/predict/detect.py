@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from wmseg.inference.batching import padded_shape, predict_tiled, sigmoid, to_chw
+from wmseg.inference.batching import pad_batch, padded_shape, predict_tiled, sigmoid
 from wmseg.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,7 @@ class Detector:
         self.batch = AdaptiveBatch(self.options.batch_images, self.options.grow_after)
 
     def _same_shape(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        s = self.predictor.stride
-        ph, pw = padded_shape(images[0].shape, s)
-        stack = np.stack(
-            [
-                np.pad(to_chw(im), ((0, 0), (0, ph - im.shape[0]), (0, pw - im.shape[1])), mode="edge")
-                for im in images
-            ]
-        )
+        stack = pad_batch(images, self.predictor.stride)
         logits = self.predictor.logits(stack)  # (N, 1, ph, pw)
         return [sigmoid(out[0, : im.shape[0], : im.shape[1]]) for im, out in zip(images, logits, strict=True)]
 

@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
 from wmseg.atomic import write_bytes_atomic
-from wmseg.errors import DataError
-from wmseg.image_files import read_rgb
+from wmseg.image_files import open_checked, upright_rgb
 
 _ORIENTATION = 0x0112
 
@@ -31,20 +30,16 @@ class SourceImage:
 def read_source(path: str | Path) -> SourceImage:
     """The image at `path` for prediction; DataError naming it if it cannot be used."""
     path = Path(path)
-    rgb = read_rgb(path)  # the checked read: pixel limit, bit depth, orientation
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            orientation = int(exif.get(_ORIENTATION, 1) or 1)
-            jpeg = None
-            if im.format == "JPEG":
-                jpeg = {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
-            alpha = None
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                alpha = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")).getchannel("A"))
-            return SourceImage(path, rgb, im.format or "PNG", orientation, im.info.get("exif"), jpeg, alpha)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(path, f"unreadable image ({err}); replace or remove the file") from err
+    with open_checked(path, "image") as im:  # one open: pixel limit, bit depth, orientation
+        rgb = upright_rgb(im)
+        orientation = int(im.getexif().get(_ORIENTATION, 1) or 1)
+        jpeg = None
+        if im.format == "JPEG":
+            jpeg = {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
+        alpha = None
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            alpha = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")).getchannel("A"))
+        return SourceImage(path, rgb, im.format or "PNG", orientation, im.info.get("exif"), jpeg, alpha)
 
 
 def _stored_orientation(array: np.ndarray, orientation: int) -> np.ndarray:

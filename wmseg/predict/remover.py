@@ -104,6 +104,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _reason(err: Exception) -> str:
+    """Why a file failed, for the summary: a bad file's own reason, else the error."""
+    if isinstance(err, DataError):
+        return err.reason
+    return str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+
+
 def _peak_gpu_mb() -> float | None:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
@@ -262,11 +269,8 @@ class _Run:
                 refill()
                 try:
                     src = future.result()
-                except DataError as err:
-                    self.fail(job, err.reason)
-                    continue
                 except Exception as err:
-                    self.fail(job, f"{type(err).__name__}: {err}")
+                    self.fail(job, _reason(err))
                     continue
                 key = detector.group_key(src.rgb)
                 group = groups.setdefault(key, [])
@@ -283,10 +287,8 @@ class _Run:
     def _settle(self, job: Job, future: Future) -> None:
         try:
             future.result()
-        except DataError as err:
-            self.fail(job, err.reason)
         except Exception as err:
-            self.fail(job, f"{type(err).__name__}: {err}")
+            self.fail(job, _reason(err))
         else:
             self.summary.images += 1
             self.finished(job)
@@ -313,11 +315,8 @@ class _Run:
                 self.options.remove,
                 self.options.overlay,
             )
-        except UserError as err:
-            self.fail(job, str(err))
-            return
         except Exception as err:
-            self.fail(job, f"{type(err).__name__}: {err}")
+            self.fail(job, _reason(err))
             return
         self.summary.videos += 1
         self.summary.frames += frames
