@@ -8,7 +8,7 @@
 2. The default training step (Lightning, default model and loader settings) with
    `data.cache=disk`: the share of the second epoch's wall time spent waiting in the
    DataLoader's `next` (target < 2 %), against `data.cache=none` in the same run.
-Writes experiments/results/data_throughput.{json,md}.
+Writes experiments/results/benchmarks/data_throughput.{json,md}.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.profilers import SimpleProfiler
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
 
 
 def data_module(overrides: list[str]):
@@ -97,7 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "data_throughput")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments" / "results" / "benchmarks" / "data_throughput"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

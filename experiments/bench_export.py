@@ -6,7 +6,7 @@ For the CPU default model (`model=unet_lite0`, from --ckpt if given) and the GPU
 config (`model=unet_resnet34`, random init: speed does not depend on the weights), at
 batch 1 and 8, 256x256 and 512x512. Also GFLOPs per image, achieved GFLOP/s, and the
 CPU's fp32 peak measured in the same run by a large matmul. INT8 variants are
-calibrated on the synthetic training split. Writes experiments/results/export_speed.{json,md}.
+calibrated on the synthetic training split. Writes experiments/results/export_int8/export_speed.{json,md}.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from wmseg.export.quantize import quantize_int8
 from wmseg.inference import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
 CL = torch.channels_last
 
 INT8_VARIANTS = {
@@ -95,7 +96,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["unet_lite0", "unet_resnet34"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "export_speed")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments" / "results" / "export_int8" / "export_speed"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = ort.SessionOptions()

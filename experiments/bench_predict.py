@@ -1,7 +1,7 @@
 """wmseg-predict speed, memory and removal quality, one run, ratios within it.
 
     python experiments/bench_predict.py --models wmseg/bundled --ckpt <best.ckpt> \
-        [--eval ../shared/eval/aucourde] [--threads 2] [--out experiments/results/predict_bench]
+        [--eval ../shared/eval/aucourde] [--threads 2] [--out experiments/results/predict/predict_bench]
 
 - a folder of 200 512x512 photos with synthetic marks: images/s end to end (decode +
   detect + write) against the model alone on the same decoded images; batch 1 against
@@ -45,6 +45,7 @@ from wmseg.predict.video import video_info
 from wmseg.synth import SynthConfig, WatermarkSynth
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
 
 
 def cpu() -> dict:
@@ -238,7 +239,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--remove-images", type=int, default=20, help="photos for the remove=true rows")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "predict_bench")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments" / "results" / "predict" / "predict_bench"
+    )
     parser.add_argument(
         "--memory-only",
         action="store_true",
@@ -303,7 +306,7 @@ def main() -> None:
         result["large_images_peak_rss"] = large
         print(json.dumps(large, indent=1), flush=True)
 
-        short, longer = tmp / "v20" / "clip.mp4", tmp / "v40" / "clip.mp4"
+        short, longer = tmp / "clip20s" / "clip.mp4", tmp / "clip40s" / "clip.mp4"
         short.parent.mkdir()
         longer.parent.mkdir()
         region = make_video(short, args.seconds)

@@ -1,6 +1,6 @@
 """Lightning training loop against a plain PyTorch loop: same model, data, batch, process.
 
-    python experiments/bench_train_loop.py [--steps 60] [--rounds 2] [--out experiments/results/...]
+    python experiments/bench_train_loop.py [--steps 60] [--rounds 2] [--out <file.json>]
 
 Both loops do the same work per step (forward, BCE+Dice, backward, clip, AdamW, LR
 schedule, torchmetrics update) on the default config's model and DataModule; the
@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.profilers import SimpleProfiler
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
 
 
 def build(overrides: list[str]):
@@ -114,7 +115,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "train_loop.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments" / "results" / "benchmarks" / "train_loop.json"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=8")
     args = parser.parse_args()
 

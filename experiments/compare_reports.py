@@ -2,7 +2,7 @@
 B - A per-image IoU over the marked images both measured, its standard error, and how many
 images B is better on; the mean of each alone; clean-image FP rates side by side.
 
-    python experiments/compare_reports.py A/report.json B/report.json [--out results/x.md]
+    python experiments/compare_reports.py A/report.json B/report.json [--out <paired_x.md>]
 
 Images are matched by (set, file name); the reports must come from the same folders.
 """

@@ -9,7 +9,7 @@ the model cannot tell from degradation. Measures, on the default generator:
 - the degradation noise floor: |degraded - clean| on clean images (percentiles);
 - an oracle that knows the clean photo and thresholds |degraded - clean| at t: its global
   IoU against the mask, for masks defined at several thresholds.
-Writes experiments/results/label_noise.{json,md}.
+Writes experiments/results/default_recipe/label_noise.{json,md}.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from wmseg.synth import SynthConfig, WatermarkSynth
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
 
 
 def diff_and_mask(synth: WatermarkSynth, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +39,9 @@ def main() -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "label_noise")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments" / "results" / "default_recipe" / "label_noise"
+    )
     args = parser.parse_args()
 
     clean_synth = WatermarkSynth(dataclasses.replace(SynthConfig(), clean_fraction=1.0))

@@ -7,7 +7,7 @@
 A run that was resumed (`ckpt_path=.../last.ckpt`) lives in several run folders: pass
 them all, oldest first, and --wall as the sum of their wall times.
 
-Writes experiments/results/<name>.json, <name>.md and <name>.png (the curve).
+Writes <out>/<name>.json (--out: experiments/results/<study>), <name>.md and <name>.png (the curve).
 """
 
 from __future__ import annotations

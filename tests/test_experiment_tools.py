@@ -52,17 +52,6 @@ def test_compare_reports_refuses_reports_of_other_images(tmp_path):
     assert out.returncode != 0 and "share no" in out.stderr
 
 
-def test_hysteresis_grows_confident_regions_and_drops_weak_ones():
-    masks = _load("hysteresis_probe").masks
-    prob = np.zeros((8, 8), np.float32)
-    prob[1, 1:5] = [0.95, 0.6, 0.6, 0.3]  # a confident seed with a weaker tail
-    prob[6, 6] = 0.7  # weak and alone
-    plain, grown = masks(prob, [(0.9, 0.9), (0.5, 0.9)])
-    assert plain.sum() == 1 and plain[1, 1]
-    assert grown[1, 1:4].all() and not grown[1, 4] and not grown[6, 6]
-    assert grown.sum() == 3
-
-
 def test_compare_reports_names_a_file_that_is_not_a_report(tmp_path):
     a = _report(tmp_path / "a.json", [0.5], [])
     b = tmp_path / "b.json"

@@ -56,7 +56,7 @@ class OnnxPredictor:
         """`x64_quant_precision`: ONNX Runtime's `session.x64quantprecision`. On x86 CPUs
         without VNNI its U8S8 int8 kernels can saturate (int16 pair sums); this runs the
         affected layers as U8U8 instead: INT8 masks as accurate as the quantization
-        allows, at about fp32 speed (experiments/README.md, fifteenth session)."""
+        allows, at about fp32 speed (experiments/records/export_int8.md)."""
         import onnxruntime as ort
 
         path = Path(path).expanduser()
