@@ -98,9 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "experiments" / "results" / "benchmarks" / "data_throughput"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "benchmarks" / "data_throughput")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

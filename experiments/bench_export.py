@@ -96,9 +96,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["unet_lite0", "unet_resnet34"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "experiments" / "results" / "export_int8" / "export_speed"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "export_int8" / "export_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     options = ort.SessionOptions()

@@ -239,9 +239,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--remove-images", type=int, default=20, help="photos for the remove=true rows")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "experiments" / "results" / "predict" / "predict_bench"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "predict" / "predict_bench")
     parser.add_argument(
         "--memory-only",
         action="store_true",

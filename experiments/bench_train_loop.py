@@ -115,9 +115,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "experiments" / "results" / "benchmarks" / "train_loop.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "benchmarks" / "train_loop.json")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=8")
     args = parser.parse_args()
 

@@ -39,9 +39,7 @@ def main() -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--samples", type=int, default=300)
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "experiments" / "results" / "default_recipe" / "label_noise"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "default_recipe" / "label_noise")
     args = parser.parse_args()
 
     clean_synth = WatermarkSynth(dataclasses.replace(SynthConfig(), clean_fraction=1.0))
