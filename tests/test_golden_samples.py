@@ -72,3 +72,22 @@ if __name__ == "__main__":
         table = {name: sample_digests(Path(tmp), o) for name, o in sorted(RECIPES.items())}
     GOLDEN.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def test_the_data_config_restates_the_synthesis_defaults_exactly() -> None:
+    """Every synthesis key conf/data/watermark.yaml lists (the ones users override most)
+    holds the dataclass's own default, so the two cannot drift apart."""
+    import dataclasses
+
+    import yaml
+
+    from wmseg.synth import SynthConfig
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "data" / "watermark.yaml"
+    synth = yaml.safe_load(conf.read_text())["synth"]
+    synth = {k: v for k, v in synth.items() if not k.startswith("_")}
+    defaults = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
+    for key, value in synth.items():
+        assert key in defaults, f"watermark.yaml: synth.{key} is not a SynthConfig field"
+        want = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+        assert value == want, f"watermark.yaml: synth.{key}={value}, SynthConfig default {want}"

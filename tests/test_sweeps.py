@@ -91,3 +91,30 @@ def test_sweep_run_trains_with_the_sampled_values(tmp_path):
     ]
     best = float(next(x for x in out.stdout.splitlines() if x.startswith("Best val/iou: ")).split()[-1])
     assert summaries[-1]["max"] == pytest.approx(best, abs=1e-4)
+
+
+def test_optuna_and_wandb_sweeps_draw_the_same_space() -> None:
+    """Both sweeps search the same keys from the same distributions, parsed by the
+    sweepers' own code (Hydra's override grammar for Optuna, W&B's config for W&B)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+    from optuna.distributions import CategoricalDistribution, LogUniformDistribution, UniformDistribution
+
+    optuna_params = yaml.safe_load((ROOT / "conf/hparams_search/optuna.yaml").read_text())["hydra"][
+        "sweeper"
+    ]["params"]
+    parser = OverridesParser.create()
+    optuna_space = {
+        key: create_optuna_distribution_from_override(parser.parse_override(f"{key}={value}"))
+        for key, value in optuna_params.items()
+    }
+    wandb_space = load_sweep_config(str(ROOT / "experiments/sweeps/wandb_lite0.yaml"))["parameters"]
+    assert set(optuna_space) == set(wandb_space)
+    for key, spec in wandb_space.items():
+        dist = optuna_space[key]
+        if "values" in spec:
+            assert isinstance(dist, CategoricalDistribution) and list(dist.choices) == spec["values"], key
+            continue
+        log = spec["distribution"] == "log_uniform_values"
+        assert isinstance(dist, LogUniformDistribution if log else UniformDistribution), key
+        assert (dist.low, dist.high) == (spec["min"], spec["max"]), key

@@ -17,7 +17,7 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from wmseg.metrics import CALIBRATE_METRICS, MeanImageIoUCurve, best_threshold, f1_best_threshold
+from wmseg.metrics import MeanImageIoUCurve, best_threshold, f1_best_threshold
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -75,8 +75,7 @@ class WatermarkSegmenter(L.LightningModule):
         if encoder_lr_scale < 0.0:
             raise ValueError(f"model.encoder_lr_scale must be >= 0, got {encoder_lr_scale}")
         self.encoder_lr_scale = encoder_lr_scale
-        if calibrate_metric not in CALIBRATE_METRICS:
-            raise ValueError(f"model.calibrate_metric must be f1 or mean_iou, got {calibrate_metric!r}")
+        # f1 or mean_iou (wmseg.metrics.CALIBRATE_METRICS), checked with the run's config
         self.calibrate_metric = calibrate_metric
         self.channels_last = channels_last
         if channels_last:

@@ -95,10 +95,39 @@ class SynthConfig:
     blur_prob: float = 0.0
     blur_sigma: tuple[float, float] = (0.3, 1.0)
 
+    def __post_init__(self) -> None:
+        # A bad value fails here, naming its key, not later inside a DataLoader worker.
+        if self.size < 32 or self.max_marks < 1:
+            raise ValueError(
+                f"data.synth.size must be >= 32 and max_marks >= 1, got {self.size}, {self.max_marks}"
+            )
+        probs = self.blend_probs
+        if len(probs) != len(BLEND_MODES) or min(probs) < 0 or sum(probs) <= 0:
+            raise ValueError(
+                f"data.synth.blend_probs={list(probs)}: give {len(BLEND_MODES)} probabilities >= 0 "
+                f"(not all 0) for {', '.join(BLEND_MODES)}"
+            )
+        for key, allowed in (("footprint_channels", FOOTPRINT_CHANNELS), ("opacity_scale", OPACITY_SCALES)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"data.synth.{key}={getattr(self, key)!r}: use one of {', '.join(allowed)}")
+        lo, hi = self.opacity
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(
+                f"data.synth.opacity must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
+            )
+        for key in PROBABILITIES:
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self, key)}")
+
 
 BLEND_MODES = ("normal", "multiply", "screen", "overlay")
 FOOTPRINT_CHANNELS = ("max", "mean")
 OPACITY_SCALES = ("linear", "log")
+PROBABILITIES = (
+    "clean_fraction", "tiled_fraction", "outline_prob", "shadow_prob", "logo_prob", "logo_text_prob",
+    "corner_prob", "cjk_prob", "qr_prob", "emboss_prob", "scene_text_prob", "fill_prob", "jpeg_prob",
+    "color_shift_prob", "resize_prob", "blur_prob",
+)  # fmt: skip
 
 
 def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
@@ -223,30 +252,6 @@ class WatermarkSynth:
 
     def __init__(self, config: SynthConfig | None = None, backgrounds: BackgroundBank | None = None):
         self.config = config or SynthConfig()
-        probs = self.config.blend_probs
-        if len(probs) != len(BLEND_MODES) or min(probs) < 0 or sum(probs) <= 0:
-            raise ValueError(
-                f"data.synth.blend_probs={list(probs)}: give {len(BLEND_MODES)} probabilities >= 0 "
-                f"(not all 0) for {', '.join(BLEND_MODES)}"
-            )
-        if self.config.footprint_channels not in FOOTPRINT_CHANNELS:
-            raise ValueError(
-                f"data.synth.footprint_channels={self.config.footprint_channels!r}: use one of "
-                f"{', '.join(FOOTPRINT_CHANNELS)}"
-            )
-        if self.config.opacity_scale not in OPACITY_SCALES:
-            raise ValueError(
-                f"data.synth.opacity_scale={self.config.opacity_scale!r}: use one of "
-                f"{', '.join(OPACITY_SCALES)}"
-            )
-        lo, hi = self.config.opacity
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(
-                f"data.synth.opacity must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
-            )
-        for key in ("emboss_prob", "scene_text_prob", "fill_prob"):
-            if not 0.0 <= getattr(self.config, key) <= 1.0:
-                raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self.config, key)}")
         self.backgrounds = backgrounds or BackgroundBank()
         self.fonts = latin_fonts(tuple(self.config.font_sources))
         icon_glyphs(tuple(self.config.icon_sources))  # a bad source fails here, not in a worker

@@ -20,7 +20,7 @@ from wmseg.image_files import set_max_pixels
 from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
-from wmseg.metrics import CALIBRATE_METRICS, SegmentationMeter
+from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.checks import ConfigError, check_eval_config
 from wmseg.tasks.run_data import stored_data_module
 
@@ -209,9 +209,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"split_from={cfg.split_from} names whose split to use: add split=val or split=test"
         )
-    metric = cfg.get("calibrate_metric", "f1")
-    if metric not in CALIBRATE_METRICS:
-        raise ConfigError(f"calibrate_metric={metric}: use f1 (pooled over pixels) or mean_iou (per image)")
+    metric = cfg.get("calibrate_metric") or "f1"
     out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
     if cfg.get("calibrate"):
         check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")
