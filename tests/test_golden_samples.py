@@ -63,17 +63,6 @@ def test_samples_match_their_golden_digests(recipe: str, tmp_path: Path) -> None
         )
 
 
-if __name__ == "__main__":
-    import tempfile
-
-    if "--write" not in sys.argv:
-        sys.exit("usage: python tests/test_golden_samples.py --write")
-    with tempfile.TemporaryDirectory() as tmp:
-        table = {name: sample_digests(Path(tmp), o) for name, o in sorted(RECIPES.items())}
-    GOLDEN.write_text(json.dumps(table, indent=2) + "\n")
-    print(f"wrote {GOLDEN}")
-
-
 def test_the_data_config_restates_the_synthesis_defaults_exactly() -> None:
     """Every synthesis key conf/data/watermark.yaml lists (the ones users override most)
     holds the dataclass's own default, so the two cannot drift apart."""
@@ -91,3 +80,14 @@ def test_the_data_config_restates_the_synthesis_defaults_exactly() -> None:
         assert key in defaults, f"watermark.yaml: synth.{key} is not a SynthConfig field"
         want = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
         assert value == want, f"watermark.yaml: synth.{key}={value}, SynthConfig default {want}"
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    if "--write" not in sys.argv:
+        sys.exit("usage: python tests/test_golden_samples.py --write")
+    with tempfile.TemporaryDirectory() as tmp:
+        table = {name: sample_digests(Path(tmp), o) for name, o in sorted(RECIPES.items())}
+    GOLDEN.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"wrote {GOLDEN}")

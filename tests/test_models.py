@@ -218,6 +218,9 @@ def test_encoder_lr_scale_splits_param_groups_and_keeps_the_ratio():
     assert len(plain.configure_optimizers()["optimizer"].param_groups) == 1
     with pytest.raises(ValueError, match=r"model\.encoder_lr_scale"):
         WatermarkSegmenter(net, BCEDiceLoss(), optimizer=torch.optim.AdamW, encoder_lr_scale=-1)
+    # Built without a config (the Python API), a bad metric still fails, naming its key.
+    with pytest.raises(ValueError, match=r"model\.calibrate_metric=iou: use f1 or mean_iou"):
+        WatermarkSegmenter(net, BCEDiceLoss(), optimizer=torch.optim.AdamW, calibrate_metric="iou")
 
 
 def test_calibrated_threshold_survives_a_resume_and_stays_put_without_calibration():

@@ -6,6 +6,7 @@ from wmseg.metrics.segmentation import (
     MeanImageIoUCurve,
     SegmentationMeter,
     best_threshold,
+    check_calibrate_metric,
     f1_best_threshold,
     image_iou_curve,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "MeanImageIoUCurve",
     "SegmentationMeter",
     "best_threshold",
+    "check_calibrate_metric",
     "f1_best_threshold",
     "image_iou_curve",
 ]

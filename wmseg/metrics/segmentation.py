@@ -16,6 +16,8 @@ from torchmetrics import Metric
 from torchmetrics.classification import BinaryPrecisionRecallCurve, BinaryStatScores
 from torchmetrics.functional.classification import binary_f1_score, binary_jaccard_index
 
+from wmseg.errors import ConfigError
+
 
 def f1_best_threshold(
     precision: torch.Tensor, recall: torch.Tensor, thresholds: torch.Tensor
@@ -33,6 +35,16 @@ def f1_best_threshold(
 
 # What a stored threshold can maximise: F1 pooled over pixels, or per-image mean IoU.
 CALIBRATE_METRICS = ("f1", "mean_iou")
+
+
+def check_calibrate_metric(metric: object, key: str) -> str:
+    """`metric` if it is one of CALIBRATE_METRICS, else a ConfigError naming `key`."""
+    if metric not in CALIBRATE_METRICS:
+        raise ConfigError(
+            f"{key}={metric}: use f1 or mean_iou (pooled F1, or per-image mean IoU: "
+            "the metric the stored threshold maximises)"
+        )
+    return metric
 
 
 def image_iou_curve(prob: torch.Tensor, truth: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:

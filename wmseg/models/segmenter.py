@@ -17,7 +17,7 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from wmseg.metrics import MeanImageIoUCurve, best_threshold, f1_best_threshold
+from wmseg.metrics import MeanImageIoUCurve, best_threshold, check_calibrate_metric, f1_best_threshold
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -75,8 +75,7 @@ class WatermarkSegmenter(L.LightningModule):
         if encoder_lr_scale < 0.0:
             raise ValueError(f"model.encoder_lr_scale must be >= 0, got {encoder_lr_scale}")
         self.encoder_lr_scale = encoder_lr_scale
-        # f1 or mean_iou (wmseg.metrics.CALIBRATE_METRICS), checked with the run's config
-        self.calibrate_metric = calibrate_metric
+        self.calibrate_metric = check_calibrate_metric(calibrate_metric, "model.calibrate_metric")
         self.channels_last = channels_last
         if channels_last:
             # oneDNN convolutions run ~1.5x faster in NHWC on CPU (measured in experiments/).

@@ -66,20 +66,9 @@ def check_eval_config(cfg: DictConfig) -> None:
     for key in ("tta", "skip_bad", "x64_quant_precision"):
         require_bool(cfg, key)
     require_device(cfg)
-    require_calibrate_metric(cfg, "calibrate_metric")
+    from wmseg.metrics import check_calibrate_metric
 
-
-def require_calibrate_metric(cfg: DictConfig, key: str) -> None:
-    """What a stored threshold maximises, for training (`model.calibrate_metric`) and
-    evaluate.py's `calibrate=` (`calibrate_metric`): the one check of either key."""
-    from wmseg.metrics import CALIBRATE_METRICS
-
-    metric = _get(cfg, key)
-    if metric is not None and metric not in CALIBRATE_METRICS:
-        raise ConfigError(
-            f"{key}={metric}: use f1 or mean_iou (pooled F1, or per-image mean IoU: "
-            "the metric the stored threshold maximises)"
-        )
+    check_calibrate_metric(cfg.get("calibrate_metric", "f1"), "calibrate_metric")
 
 
 def check_export_config(cfg: DictConfig) -> None:
@@ -133,7 +122,11 @@ def check_run_config(cfg: DictConfig) -> None:
             f"monitor={monitor} is logged only with model.calibrate_threshold=true: "
             "add it, or monitor val/iou"
         )
-    require_calibrate_metric(cfg, "model.calibrate_metric")
+    # Also checked by the segmenter, but Hydra would wrap its error in a traceback.
+    from wmseg.metrics import check_calibrate_metric
+
+    if _get(cfg, "model.calibrate_metric") is not None:
+        check_calibrate_metric(_get(cfg, "model.calibrate_metric"), "model.calibrate_metric")
     for key in ("train", "test"):
         if not isinstance(_get(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {_get(cfg, key)!r}")

@@ -209,7 +209,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"split_from={cfg.split_from} names whose split to use: add split=val or split=test"
         )
-    metric = cfg.get("calibrate_metric") or "f1"
+    metric = cfg.get("calibrate_metric", "f1")  # checked by check_eval_config
     out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
     if cfg.get("calibrate"):
         check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")
