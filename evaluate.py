@@ -9,6 +9,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import hydra
 from omegaconf import DictConfig
 
+import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before Hydra composes or resolves)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:

@@ -9,9 +9,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 import hydra
 from omegaconf import DictConfig
 
-from wmseg.tasks.resolvers import register_resolvers
-
-register_resolvers()  # before Hydra resolves anything, `--cfg job --resolve` included
+import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before Hydra composes or resolves)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -28,6 +28,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
+import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before compose)
 from wmseg.export.onnx import contract_metadata, export_onnx
 from wmseg.export.quantize import quantize_int8
 from wmseg.inference import load_model
@@ -78,12 +79,10 @@ def net_for(model: str, ckpt: Path | None) -> torch.nn.Module:
 
 
 def calibration(size: int, batches: int = 8) -> list[np.ndarray]:
-    from wmseg.data.datamodule import WatermarkDataModule
+    from wmseg.data.splits import SyntheticSplits
     from wmseg.synth import SynthConfig
 
-    dm = WatermarkDataModule(synth=SynthConfig(size=size), num_workers=0)
-    dm.setup("fit")
-    ds = dm.datasets["train"]
+    ds = SyntheticSplits(SynthConfig(size=size)).dataset("train")
     return [torch.stack([ds[b * 8 + i]["image"] for i in range(8)]).numpy() for b in range(batches)]
 
 

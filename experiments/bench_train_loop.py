@@ -26,6 +26,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.profilers import SimpleProfiler
 
+import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before compose)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 

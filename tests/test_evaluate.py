@@ -345,13 +345,13 @@ def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_fo
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_overlay_grid_keeps_the_worst_and_best_images_once_each_in_order(k):
-    from wmseg.tasks.evaluate import _Extremes
+    from wmseg.tasks.evaluate import ExtremeRows
 
     # Ties (0.1, 0.7) and IoUs from images of different sets: the grid is the k worst then
     # the k best of a stable sort, each image once, as if every score had been kept.
     ious = [0.5, 0.1, 0.9, 0.1, 0.7, 0.3, 0.7, 0.0, 0.1]
     made = []
-    extremes = _Extremes(k)
+    extremes = ExtremeRows(k)
     for n, iou in enumerate(ious):
         extremes.offer(iou, lambda n=n: made.append(n) or np.full((1, 1), n))
     order = sorted(range(len(ious)), key=lambda n: ious[n])
@@ -359,4 +359,4 @@ def test_overlay_grid_keeps_the_worst_and_best_images_once_each_in_order(k):
     assert [int(r[0, 0]) for r in extremes.rows()] == expected
     assert set(expected) <= set(made)
     assert len(made) < len(ious) or 2 * k >= len(ious)  # rows are drawn only when kept
-    assert _Extremes(0).rows() == []
+    assert ExtremeRows(0).rows() == []

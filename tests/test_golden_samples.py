@@ -17,6 +17,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import compose_config
@@ -63,9 +64,9 @@ def test_samples_match_their_golden_digests(recipe: str, tmp_path: Path) -> None
         )
 
 
-def test_the_data_config_restates_the_synthesis_defaults_exactly() -> None:
-    """Every synthesis key conf/data/watermark.yaml lists (the ones users override most)
-    holds the dataclass's own default, so the two cannot drift apart."""
+def test_synthesis_defaults_live_in_the_dataclass_alone(tmp_path: Path) -> None:
+    """conf/data/watermark.yaml states no synthesis value: the composed `data.synth` is
+    every SynthConfig field at the dataclass's default, each one overridable."""
     import dataclasses
 
     import yaml
@@ -73,13 +74,14 @@ def test_the_data_config_restates_the_synthesis_defaults_exactly() -> None:
     from wmseg.synth import SynthConfig
 
     conf = Path(__file__).resolve().parents[1] / "conf" / "data" / "watermark.yaml"
-    synth = yaml.safe_load(conf.read_text())["synth"]
-    synth = {k: v for k, v in synth.items() if not k.startswith("_")}
-    defaults = {f.name: f.default for f in dataclasses.fields(SynthConfig)}
-    for key, value in synth.items():
-        assert key in defaults, f"watermark.yaml: synth.{key} is not a SynthConfig field"
-        want = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
-        assert value == want, f"watermark.yaml: synth.{key}={value}, SynthConfig default {want}"
+    assert "synth" not in yaml.safe_load(conf.read_text()), "watermark.yaml restates synthesis values"
+    synth = OmegaConf.to_container(compose_config(tmp_path, []).data.synth)
+    assert synth.pop("_target_") == "wmseg.synth.SynthConfig"
+    assert synth.pop("_convert_") == "all"
+    want = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(SynthConfig()).items()}
+    assert synth == want
+    overridden = compose_config(tmp_path, ["data.synth.blur_prob=0.2"]).data.synth
+    assert overridden.blur_prob == 0.2 and overridden.size == SynthConfig().size
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """A model file never runs code: crafted checkpoints and ONNX files are refused, and
 create nothing; real ones still load."""
 
-import copy
-
 import hydra
 import onnx
 import pytest
@@ -11,12 +9,13 @@ import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, compose_config
-from wmseg.errors import CheckpointError
+from wmseg.errors import CheckpointError, ConfigError
 from wmseg.export.onnx import set_metadata
 from wmseg.inference import OnnxPredictor, TorchPredictor, load_model
 from wmseg.safe_build import DATA, NETWORK, check_config
 from wmseg.tasks.evaluate import evaluate
 from wmseg.tasks.export import export
+from wmseg.tasks.run_data import stored_splits
 
 
 def _tampered(trained_ckpt, out, edit) -> str:
@@ -99,16 +98,32 @@ def test_interpolations_partials_and_non_data_values_are_refused():
             check_config(bad, NETWORK, "f.ckpt")
 
 
-def test_data_allowlist_takes_albumentations_transforms_but_not_lambda():
+def test_a_stored_data_config_is_read_as_its_splits_and_its_augmentation_is_never_built():
+    from wmseg.data.splits import SyntheticSplits, splits_config
+
     augment = yaml.safe_load((CONF / "data" / "augment" / "basic.yaml").read_text())
-    data = {"_target_": "wmseg.data.datamodule.WatermarkDataModule", "augment": augment}
-    check_config(data, DATA, "f.ckpt")
-    bad = copy.deepcopy(data)
-    bad["augment"]["transforms"].append({"_target_": "albumentations.Lambda"})
-    with pytest.raises(CheckpointError, match=r"albumentations\.Lambda.*augment\.transforms\[4\]"):
-        check_config(bad, DATA, "f.ckpt")
+    augment["transforms"].append({"_target_": "albumentations.Lambda"})  # would run code if built
+    data = {
+        "_target_": "wmseg.data.datamodule.WatermarkDataModule",
+        "synth": {"_target_": "wmseg.synth.SynthConfig", "size": 64},
+        "val_size": 3,
+        "batch_size": 4,
+        "cache": "disk",
+        "augment": augment,
+    }
+    splits = splits_config(data)
+    assert splits == {
+        "_target_": "wmseg.data.splits.SyntheticSplits",
+        "synth": data["synth"],
+        "val_size": 3,
+    }
+    check_config(splits, DATA, "f.ckpt")
+    built = stored_splits({"data": data}, "f.ckpt", "split=val")
+    assert isinstance(built, SyntheticSplits) and len(built.eval_sets("val")[0]) == 3
     with pytest.raises(CheckpointError, match="not on the allowlist"):
-        check_config({**data, "_target_": "wmseg.models.WatermarkUnet"}, DATA, "f.ckpt")
+        check_config({**splits, "_target_": "wmseg.models.WatermarkUnet"}, DATA, "f.ckpt")
+    with pytest.raises(ConfigError, match=r"f\.ckpt: data\._target_='my\.Module'"):
+        stored_splits({"data": {**data, "_target_": "my.Module"}}, "f.ckpt", "split=val")
 
 
 def test_nested_target_in_the_stored_data_config_is_refused_by_split_and_export(trained_ckpt, tmp_path):

@@ -24,9 +24,7 @@ def _main(config_name: str, task: str, folder: str = "") -> Callable[[], None]:
     def main() -> None:
         import hydra
 
-        from wmseg.tasks.resolvers import register_resolvers
-
-        register_resolvers()
+        import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before Hydra composes)
 
         @hydra.main(version_base="1.3", config_path=str(config_dir() / folder), config_name=config_name)
         def run(cfg) -> object:

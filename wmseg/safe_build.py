@@ -41,10 +41,9 @@ class Allowlist:
     what: str  # "a network", "a data module": for messages
     packages: tuple[str, ...]  # the only top-level packages imported while resolving
     classes: Callable[[], Iterable[type]]  # imported on first use
-    family: Callable[[object], bool] | None = None  # e.g. any albumentations transform
 
     def allows(self, obj: object) -> bool:
-        return any(obj is c for c in self.classes()) or (self.family is not None and self.family(obj))
+        return any(obj is c for c in self.classes())
 
 
 def _network_classes() -> tuple[type, ...]:
@@ -54,33 +53,16 @@ def _network_classes() -> tuple[type, ...]:
 
 
 def _data_classes() -> tuple[type, ...]:
-    from wmseg.data.datamodule import FolderDataModule, WatermarkDataModule
+    from wmseg.data.splits import FolderSplits, SyntheticSplits
     from wmseg.synth import SynthConfig
 
-    return (WatermarkDataModule, FolderDataModule, SynthConfig)
-
-
-def _albumentations_transform(obj: object) -> bool:
-    """A transform class defined by albumentations itself; `Lambda` (arbitrary functions) is not."""
-    import albumentations as A
-    from albumentations.core.composition import BaseCompose
-    from albumentations.core.transforms_interface import BasicTransform
-
-    return (
-        isinstance(obj, type)
-        and issubclass(obj, BasicTransform | BaseCompose)
-        and obj.__module__.startswith("albumentations.")
-        and obj is not A.Lambda
-    )
+    return (SyntheticSplits, FolderSplits, SynthConfig)
 
 
 NETWORK = Allowlist("a network", ("wmseg",), _network_classes)
-DATA = Allowlist(
-    "a data module, synthesis config or augmentation",
-    ("wmseg", "albumentations"),
-    _data_classes,
-    _albumentations_transform,
-)
+# A stored data config is read as its splits (`wmseg.data.splits.splits_config`): the
+# loader, cache and augmentation keys are dropped unbuilt, the data module is never built.
+DATA = Allowlist("the splits of a data config or a synthesis config", ("wmseg",), _data_classes)
 
 
 def _in_packages(module: ModuleType, packages: tuple[str, ...]) -> bool:
@@ -92,8 +74,6 @@ def resolve_target(target: object, allowlist: Allowlist, source: str, where: str
 
     def refuse(why: str) -> CheckpointError:
         allowed = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in allowlist.classes())
-        if allowlist.family is not None:
-            allowed += ", albumentations transforms"
         return CheckpointError(
             f"{source}: _target_ {target!r} ({where}) {why}; a stored config may only name "
             f"{allowlist.what} ({allowed}). Refusing to build it: the file is not a wmseg model "

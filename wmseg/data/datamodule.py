@@ -1,33 +1,26 @@
-"""The LightningDataModules: synthetic, real-folder and mixed train/val/test splits."""
+"""The LightningDataModules: loaders over the synthetic, real-folder and mixed splits of
+`wmseg.data.splits` (which evaluation and export use without Lightning), plus caching."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
-from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, SyntheticWatermarks, scan_pairs
-from wmseg.data.folder import FolderPairs, Item, unique_labels
-from wmseg.synth import BackgroundBank, BackgroundOptions, SynthConfig, WatermarkSynth
+from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, scan_pairs
+from wmseg.data.folder import Item
+from wmseg.data.splits import SPLITS, FolderSplits, SyntheticSplits, split_seed
+from wmseg.synth import SynthConfig
 
 # torchdata 0.11 calls a torch function that torch 2.14 deprecated; nothing to act on.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
-# Each split draws from its own seed stream; val and test never change with training.
-_SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 CACHE_MODES = ("none", "memory", "disk")
-
-
-def split_seed(seed: int, split: str) -> int:
-    """The seed of one split's sample stream, derived from the data seed."""
-    return seed * 1000 + _SPLIT_SEEDS[split]
 
 
 class _Loaders(L.LightningDataModule):
@@ -84,7 +77,7 @@ class WatermarkDataModule(_Loaders):
     All splits come from one generator with the same settings; only the seed differs.
     `val_backgrounds` (a folder, or `heldout` for bundled photos that training never
     sees) gives val and test their own photos, so checkpoint selection and the stored
-    threshold follow scenes the model has not learned by heart.
+    threshold follow scenes the model has not learned by heart (see `SyntheticSplits`).
     `cache`: `none` renders every sample on the fly (new work each epoch), `memory`
     renders each split once at setup, `disk` renders once into `cache_dir` (in
     `prepare_data`, on one process per node) and every later run and DDP rank reuses it.
@@ -129,9 +122,6 @@ class WatermarkDataModule(_Loaders):
         if cache == "disk" and not cache_dir:
             raise ValueError("data.cache=disk needs data.cache_dir (a folder for the rendered shards)")
         self.cache, self.cache_dir = cache, cache_dir
-        for key in ("train_size", "val_size", "test_size"):
-            if locals()[key] <= 0:
-                raise ValueError(f"data.{key} must be > 0, got {locals()[key]}")
         if not 0.0 <= real_ratio <= 1.0:
             raise ValueError(f"data.real_ratio must be within [0, 1], got {real_ratio}")
         if real_ratio > 0 and not real_roots:
@@ -139,89 +129,62 @@ class WatermarkDataModule(_Loaders):
         self.augment = augment
         self.real_roots = [real_roots] if isinstance(real_roots, str | Path) else list(real_roots or [])
         self.real_ratio = real_ratio
-        self.synth_config = synth or SynthConfig()
-        self.backgrounds = backgrounds
-        self.val_backgrounds = val_backgrounds
-        # Checked on construction, so a bad value fails before any rendering.
-        self.bank_options = BackgroundOptions(
+        self.splits = SyntheticSplits(
+            synth,
+            backgrounds,
+            val_backgrounds,
             procedural_fraction,
             collage_fraction,
             color_jitter,
             min_zoom,
             shading,
             clutter,
-            tuple(photo_sources),
+            photo_sources,
             photo_max_side,
+            train_size,
+            val_size,
+            test_size,
+            seed,
         )
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.seed = seed
-
-    def _synths(self) -> dict[str, WatermarkSynth]:
-        """One generator per split: val and test draw on `val_backgrounds` when it is set."""
-        options = dataclasses.asdict(self.bank_options)
-        train = WatermarkSynth(self.synth_config, BackgroundBank(self.backgrounds, **options))
-        held = train
-        if self.val_backgrounds is not None:
-            held = WatermarkSynth(self.synth_config, BackgroundBank(self.val_backgrounds, **options))
-        return {"train": train, "val": held, "test": held}
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.
         if self.cache == "disk":
-            synths = self._synths()
-            for split, n in self.sizes.items():
-                build_disk_cache(synths[split], split_seed(self.seed, split), n, self.cache_dir)
+            synths, sizes = self.splits.synths(), self.splits.sizes
+            for split in SPLITS:
+                build_disk_cache(
+                    synths[split], split_seed(self.splits.seed, split), sizes[split], self.cache_dir
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         # Built here, in the main process, so a bad backgrounds folder fails before training.
-        synths = self._synths()
+        synths, sizes = self.splits.synths(), self.splits.sizes
         self.datasets = {}
-        for split, n in self.sizes.items():
-            seed, synth = split_seed(self.seed, split), synths[split]
+        for split in SPLITS:
+            seed, synth, n = split_seed(self.splits.seed, split), synths[split], sizes[split]
             store: DiskSamples | MemorySamples | None = None
             if self.cache == "disk":  # complete after prepare_data; built here when it did not run
                 store = DiskSamples(build_disk_cache(synth, seed, n, self.cache_dir), n)
             elif self.cache == "memory":
                 store = MemorySamples(synth, seed, n)
             augment = self.augment if split == "train" else None
-            self.datasets[split] = SyntheticWatermarks(synth, n, seed=seed, store=store, augment=augment)
+            self.datasets[split] = self.splits.dataset(split, store=store, augment=augment)
         if self.real_ratio > 0:
-            n, seed = self.sizes["train"], split_seed(self.seed, "train")
-            real = FolderCrops(scan_pairs(self.real_roots), self.synth_config.size, n, seed, self.augment)
+            n, seed = sizes["train"], split_seed(self.splits.seed, "train")
+            size = self.splits.synth_config.size
+            real = FolderCrops(scan_pairs(self.real_roots), size, n, seed, self.augment)
             self.datasets["train"] = MixedPairs(self.datasets["train"], real, self.real_ratio, seed)
 
     def eval_sets(self, split: str = "test") -> list[Sequence[Item]]:
-        """A split (the test split by default) as native-size uint8 items, for evaluate.py."""
-        self.setup("test")
-        return [SyntheticItems(self.datasets[split], f"synthetic_{split}")]
-
-
-class SyntheticItems(Sequence[Item]):
-    """A synthetic split as uint8 items, the same form as real folders."""
-
-    def __init__(self, dataset: SyntheticWatermarks, group: str) -> None:
-        self.dataset, self.group = dataset, group
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Item:  # type: ignore[override]
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        sample = self.dataset.synth.render(self.dataset.seed, index)
-        return Item(self.group, f"{index:05d}", sample.image, sample.mask)
+        """A split (the test split by default) as native-size uint8 items."""
+        return self.splits.eval_sets(split)
 
 
 class FolderDataModule(_Loaders):
-    """Real image/mask pairs from one folder or several (`root: [a, b]`).
-
-    Evaluation reads them at native size (`eval_sets`). Training takes `size` px crops:
-    the pairs are split by a seeded shuffle into train / val / test (`val_fraction`,
-    `test_fraction`, at least one pair each); `train_size` crops make an epoch and the
-    val/test crops are fixed by the seed. Unusable pairs are named in the log and left out.
-    """
+    """Real image/mask pairs from one folder or several (`root: [a, b]`), split as
+    `FolderSplits` does; `augment` applies to the train crops."""
 
     def __init__(
         self,
@@ -241,41 +204,17 @@ class FolderDataModule(_Loaders):
         augment: Augment | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
-        self.roots = [root] if isinstance(root, str | Path) else list(root)
-        if not self.roots:
-            raise ValueError("data.root is empty: give a folder with images/ and masks/, or a list of them")
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"data.{key} must be within (0, 1), got {value}")
-        self.size, self.fractions = size, (val_fraction, test_fraction)
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.seed, self.augment = seed, augment
+        self.splits = FolderSplits(
+            root, size, val_fraction, test_fraction, train_size, val_size, test_size, seed
+        )
+        self.augment = augment
 
     def eval_sets(self) -> list[Sequence[Item]]:
-        return [FolderPairs(r, label) for r, label in zip(self.roots, unique_labels(self.roots), strict=True)]
+        return self.splits.eval_sets()
 
     def split_pairs(self) -> dict[str, list]:
-        """The usable pairs, split by a seeded shuffle; the same on every rank and run."""
-        pairs = scan_pairs(self.roots)
-        if len(pairs) < 3:
-            raise ValueError(
-                f"data.root={self.roots}: training needs at least 3 usable pairs, found {len(pairs)}"
-            )
-        order = np.random.default_rng(self.seed).permutation(len(pairs))
-        n_val = max(1, round(len(pairs) * self.fractions[0]))
-        n_test = max(1, round(len(pairs) * self.fractions[1]))
-        picked = [pairs[i] for i in order]
-        return {
-            "val": picked[:n_val],
-            "test": picked[n_val : n_val + n_test],
-            "train": picked[n_val + n_test :],
-        }
+        return self.splits.split_pairs()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        for split, pairs in self.split_pairs().items():
-            augment = self.augment if split == "train" else None
-            self.datasets[split] = FolderCrops(
-                pairs, self.size, self.sizes[split], split_seed(self.seed, split), augment
-            )
+        if not self.datasets:
+            self.datasets = dict(self.splits.datasets(self.augment))

@@ -31,6 +31,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def logit(p: float) -> float:
+    """The logit a probability threshold `p` stands for: `sigmoid(x) >= p` iff `x >= logit(p)`."""
+    return float(np.log(p / (1 - p)))
+
+
 def _shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
     """`image` resized (antialiased) so its long side is `long_side`; as it is if already
     that small or `long_side` is None."""

@@ -9,6 +9,8 @@ from wmseg.metrics.segmentation import (
     check_calibrate_metric,
     f1_best_threshold,
     image_iou_curve,
+    mask_iou,
+    mean_mask_iou,
 )
 
 __all__ = [
@@ -20,4 +22,6 @@ __all__ = [
     "check_calibrate_metric",
     "f1_best_threshold",
     "image_iou_curve",
+    "mask_iou",
+    "mean_mask_iou",
 ]

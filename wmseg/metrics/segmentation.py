@@ -37,6 +37,17 @@ def f1_best_threshold(
 CALIBRATE_METRICS = ("f1", "mean_iou")
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks of one shape (a stack pools its pixels); 1 when both are empty."""
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def mean_mask_iou(masks: np.ndarray, reference: np.ndarray) -> float:
+    """Mean over images (the first axis) of each mask's IoU with its reference mask."""
+    return float(np.mean([mask_iou(m, r) for m, r in zip(masks, reference, strict=True)]))
+
+
 def check_calibrate_metric(metric: object, key: str) -> str:
     """`metric` if it is one of CALIBRATE_METRICS, else a ConfigError naming `key`."""
     if metric not in CALIBRATE_METRICS:

@@ -69,6 +69,21 @@ def check_eval_config(cfg: DictConfig) -> None:
     from wmseg.metrics import check_calibrate_metric
 
     check_calibrate_metric(cfg.get("calibrate_metric", "f1"), "calibrate_metric")
+    if (cfg.get("ckpt") is None) == (cfg.get("onnx") is None):
+        raise ConfigError("give exactly one of ckpt=<path.ckpt> or onnx=<path.onnx>")
+    if cfg.get("calibrate") and cfg.get("ckpt") is None:
+        raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
+    split = cfg.get("split")
+    if split is not None and split not in ("val", "test"):
+        raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
+    if split is not None and cfg.get("ckpt") is None and cfg.get("split_from") is None:
+        raise ConfigError(
+            f"split={split} reads the run config stored in a checkpoint: give ckpt= or split_from="
+        )
+    if cfg.get("split_from") is not None and split is None:
+        raise ConfigError(
+            f"split_from={cfg.split_from} names whose split to use: add split=val or split=test"
+        )
 
 
 def check_export_config(cfg: DictConfig) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,7 +23,7 @@ from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
 from wmseg.metrics import SegmentationMeter
 from wmseg.tasks.checks import ConfigError, check_eval_config
-from wmseg.tasks.run_data import stored_data_module
+from wmseg.tasks.run_data import data_splits, stored_splits
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,7 @@ COLUMNS = ("images", "mean_iou", "mean_f1", "global_iou", "precision", "recall",
 
 
 def build_predictor(cfg: DictConfig) -> Predictor:
-    if (cfg.get("ckpt") is None) == (cfg.get("onnx") is None):
-        raise ConfigError("give exactly one of ckpt=<path.ckpt> or onnx=<path.onnx>")
+    """The model to measure: `ckpt=` (torch) or `onnx=` (ONNX Runtime), flip-averaged with `tta`."""
     predictor: Predictor
     if cfg.get("onnx") is not None:
         predictor = OnnxPredictor(
@@ -112,7 +112,7 @@ def _overlay_row(item: Item, prob: np.ndarray, threshold: float, height: int = 1
     return np.asarray(Image.fromarray(row).resize((w, height), Image.Resampling.BILINEAR))
 
 
-class _Extremes:
+class ExtremeRows:
     """The rows of the `k` lowest- and `k` highest-IoU images, kept as they stream past:
     the overlay grid needs no second prediction, and memory stays 2k rows."""
 
@@ -184,98 +184,88 @@ def write_calibrated(ckpt: str | Path, out: str | Path, threshold: float, note: 
     return write_atomic(out, lambda tmp: torch.save(state, tmp))
 
 
-def _run_split(cfg: DictConfig, split: str) -> list:
-    """The `split` of the synthetic data the checkpoint was trained with (its stored config):
+def build_sets(cfg: DictConfig) -> list[Sequence[Item]]:
+    """The sets to measure on: those of `cfg.data`, or with `split=` the synthetic split of
+    the data the checkpoint (or `split_from`) was trained with, from its stored config:
     e.g. its validation split, to calibrate a threshold on the data training calibrated on."""
+    split = cfg.get("split")
+    if split is None:
+        return data_splits(OmegaConf.to_container(cfg.data, resolve=True), "data").eval_sets()
     source = cfg.get("split_from") or cfg.ckpt
     stored = read_checkpoint(source).get("wmseg", {}).get("config", {})
-    return stored_data_module(stored, source, f"split={split}").eval_sets(split)
+    return stored_splits(stored, source, f"split={split}").eval_sets(split)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
-    check_eval_config(cfg)
-    set_max_pixels(cfg.get("max_image_pixels"))
-    if cfg.get("calibrate") and cfg.get("ckpt") is None:
-        raise ConfigError("calibrate=<out.ckpt> writes a checkpoint: it needs ckpt=, not onnx=")
-    split = cfg.get("split")
-    if split is not None and split not in ("val", "test"):
-        raise ConfigError(f"split={split}: use val or test (the run's own synthetic splits), or null")
-    if split is not None and cfg.get("ckpt") is None and cfg.get("split_from") is None:
-        raise ConfigError(
-            f"split={split} reads the run config stored in a checkpoint: give ckpt= or split_from="
-        )
-    if cfg.get("split_from") is not None and split is None:
-        raise ConfigError(
-            f"split_from={cfg.split_from} names whose split to use: add split=val or split=test"
-        )
-    metric = cfg.get("calibrate_metric", "f1")  # checked by check_eval_config
-    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
-    if cfg.get("calibrate"):
-        check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")
-    predictor = build_predictor(cfg)
-    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
-    long_side = _long_side(cfg.get("long_side"), predictor.stride)
-    if split is None:
-        datamodule = hydra.utils.instantiate(cfg.data)
-        sets = datamodule.eval_sets()
-    else:
-        sets = _run_split(cfg, split)
-    bad: list[dict[str, str]] = []
-    results: dict[str, dict[str, Any]] = {}
-    curves: dict[str, tuple] = {}
-    overall = SegmentationMeter(threshold)
-    extremes = _Extremes(int(cfg.overlays))  # the worst and best images' overlay rows
+@dataclass
+class Measured:
+    """What one pass over the sets gives: a row of metrics per set (and pooled), the PR
+    curves, every image's scores, the overlay rows of the extremes, the files skipped."""
+
+    results: dict[str, dict[str, Any]]
+    curves: dict[str, tuple]
+    overall: SegmentationMeter
+    extremes: ExtremeRows
+    bad: list[dict[str, str]]
+
+
+def measure(
+    predictor: Predictor,
+    sets: list[Sequence[Item]],
+    threshold: float,
+    long_side: int | list[int | None] | None,
+    cfg: DictConfig,
+) -> Measured:
+    """Predict every image of every set once, streaming: metrics, curves and overlay rows
+    are updated as each image passes, so memory does not grow with the sets."""
+    measured = Measured({}, {}, SegmentationMeter(threshold), ExtremeRows(int(cfg.overlays)), [])
     for items in sets:
         meter = SegmentationMeter(threshold)
         group = getattr(items, "group", "set")
-        pairs = _load(items, _by_size(items), cfg.skip_bad, bad)
+        pairs = _load(items, _by_size(items), cfg.skip_bad, measured.bad)
         predicted = predict_items(predictor, pairs, max_pixels=int(cfg.max_pixels), long_side=long_side)
         for (_, item), prob in predicted:
             score = meter.update(item.group, item.name, prob, item.mask)
-            overall.update(item.group, item.name, prob, item.mask)
+            measured.overall.update(item.group, item.name, prob, item.mask)
             if score.iou is not None:
-                extremes.offer(score.iou, lambda item=item, prob=prob: _overlay_row(item, prob, threshold))
-        results[group] = meter.compute()
+                measured.extremes.offer(score.iou, partial(_overlay_row, item, prob, threshold))
+        measured.results[group] = meter.compute()
         precision, recall, thresholds = meter.pr_curve()
-        curves[group] = (precision, recall, thresholds, results[group]["best_f1_threshold"], threshold)
-    if len(results) > 1:
-        results[POOLED] = overall.compute()
+        best = measured.results[group]["best_f1_threshold"]
+        measured.curves[group] = (precision, recall, thresholds, best, threshold)
+    if len(measured.results) > 1:
+        measured.results[POOLED] = measured.overall.compute()
+    return measured
 
-    report = {
-        "model": predictor.name,
-        "threshold": threshold,
-        "threshold_source": "threshold=" if cfg.get("threshold") is not None else "model",
+
+def calibrate(cfg: DictConfig, results: dict[str, dict[str, Any]], long_side: Any) -> dict[str, Any]:
+    """Write `cfg.calibrate`: the checkpoint with the threshold that maximised
+    `calibrate_metric` on the pooled sets, and a note of what it was measured on."""
+    pooled = results[POOLED] if POOLED in results else next(iter(results.values()))
+    if not pooled["images_with_watermark"]:
+        raise ConfigError(
+            f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
+        )
+    metric = cfg.get("calibrate_metric", "f1")
+    split = cfg.get("split")
+    t = float(pooled[f"best_{metric}_threshold"])
+    note = {
+        "metric": metric,
+        "best_f1": pooled["best_f1"],
+        "best_mean_iou": pooled["best_mean_iou"],
+        "tta": bool(cfg.get("tta")),
         "long_side": long_side,
-        "sets": results,
-        "per_image": [s.__dict__ for s in overall.images],
-        "bad_files": bad,
+        "data": (
+            {"split": split, "of": "the run's stored data config"}
+            if split
+            else OmegaConf.to_container(cfg.data, resolve=True)
+        ),
     }
-    if cfg.get("calibrate"):
-        pooled = results[POOLED] if POOLED in results else next(iter(results.values()))
-        if not pooled["images_with_watermark"]:
-            raise ConfigError(
-                f"calibrate={cfg.calibrate}: the sets hold no watermark pixels; calibrate on pairs with marks"
-            )
-        t = float(pooled[f"best_{metric}_threshold"])
-        note = {
-            "metric": metric,
-            "best_f1": pooled["best_f1"],
-            "best_mean_iou": pooled["best_mean_iou"],
-            "tta": bool(cfg.get("tta")),
-            "long_side": long_side,
-            "data": (
-                {"split": split, "of": "the run's stored data config"}
-                if split
-                else OmegaConf.to_container(cfg.data, resolve=True)
-            ),
-        }
-        report["calibrated"] = {
-            "path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)),
-            "threshold": t,
-        }
-    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
-    table = markdown_table(results)
+    return {"path": str(write_calibrated(cfg.ckpt, cfg.calibrate, t, note)), "threshold": t}
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """report.md: the threshold used, the best thresholds per set, the table, skipped files."""
+    results = report["sets"]
     best_t = "; ".join(
         f"{k}: {v['best_f1_threshold']:.2f} (F1 {v['best_f1']:.4f})" for k, v in results.items()
     )
@@ -285,19 +275,54 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if v["best_mean_iou"] is not None
     )
     md = (
-        f"# Evaluation of {predictor.name}\n\nthreshold {threshold:.3f} ({report['threshold_source']}); "
-        f"best-F1 threshold per set: {best_t}; "
+        f"# Evaluation of {report['model']}\n\nthreshold {report['threshold']:.3f} "
+        f"({report['threshold_source']}); best-F1 threshold per set: {best_t}; "
         f"best mean-IoU threshold per set: {best_iou or '-'}; "
-        f"images run at {_sizes_text(long_side)}\n\n{table}\n"
+        f"images run at {_sizes_text(report['long_side'])}\n\n{markdown_table(results)}\n"
     )
-    if bad:
-        md += "\n## Skipped files\n\n" + "\n".join(f"- {b['file']}: {b['error']}" for b in bad) + "\n"
-    write_text_atomic(out_dir / "report.md", md)
-    _plot_pr(curves, out_dir / "pr_curve.png")
-    rows = extremes.rows()
+    if report["bad_files"]:
+        md += "\n## Skipped files\n\n"
+        md += "\n".join(f"- {b['file']}: {b['error']}" for b in report["bad_files"]) + "\n"
+    return md
+
+
+def write_report(out_dir: Path, report: dict[str, Any], measured: Measured) -> None:
+    """report.json, report.md, pr_curve.png and the worst/best overlay grid, each atomically."""
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(out_dir / "report.md", report_markdown(report))
+    _plot_pr(measured.curves, out_dir / "pr_curve.png")
+    rows = measured.extremes.rows()
     if rows:
         save_png_atomic(stack_rows(rows), out_dir / "overlays_worst_best.png")
-    print(table)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
+    # Check: every key, and every place written to, before any work.
+    check_eval_config(cfg)
+    set_max_pixels(cfg.get("max_image_pixels"))
+    out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
+    if cfg.get("calibrate"):
+        check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")
+    # Build: the model, then the sets.
+    predictor = build_predictor(cfg)
+    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else predictor.threshold
+    long_side = _long_side(cfg.get("long_side"), predictor.stride)
+    sets = build_sets(cfg)
+    measured = measure(predictor, sets, threshold, long_side, cfg)
+    report = {
+        "model": predictor.name,
+        "threshold": threshold,
+        "threshold_source": "threshold=" if cfg.get("threshold") is not None else "model",
+        "long_side": long_side,
+        "sets": measured.results,
+        "per_image": [s.__dict__ for s in measured.overall.images],
+        "bad_files": measured.bad,
+    }
+    if cfg.get("calibrate"):
+        report["calibrated"] = calibrate(cfg, measured.results, long_side)
+    write_report(out_dir, report, measured)
+    print(markdown_table(measured.results))
     if "calibrated" in report:
         calibrated = report["calibrated"]
         print(f"Calibrated checkpoint: {calibrated['path']} (threshold {calibrated['threshold']:.3f})")

@@ -1,41 +1,47 @@
-"""The synthetic data a checkpoint's run was trained on, rebuilt from its stored config."""
+"""The data a model is measured on, built as splits (`wmseg.data.splits`), never as a
+LightningDataModule: from the user's data config, or from a checkpoint's stored one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from wmseg.data.splits import FolderSplits, SyntheticSplits, class_path, splits_config
 from wmseg.errors import CheckpointError, ConfigError
 from wmseg.safe_build import DATA, safe_instantiate
 
-SYNTHETIC = "wmseg.data.datamodule.WatermarkDataModule"
-FOLDER = "wmseg.data.datamodule.FolderDataModule"
+
+def data_splits(data: dict[str, Any], source: str) -> SyntheticSplits | FolderSplits:
+    """The splits of data config `data` (plain data: a resolved `cfg.data`, or a stored
+    one), every class in it checked against wmseg's data allowlist; `source` names where
+    it came from in messages."""
+    return safe_instantiate(splits_config(data), DATA, source, "data")
 
 
-def stored_data_module(
+def stored_splits(
     config: dict[str, Any], source: str | Path, why: str, size: int | None = None, folders: bool = False
-):
-    """The data module of a run's stored config (`config["data"]`), every class in it
-    checked against wmseg's data allowlist: its `WatermarkDataModule`, or with `folders`
-    also a `FolderDataModule` (whose stored folders must exist here).
+) -> SyntheticSplits | FolderSplits:
+    """The splits of a run's stored data config (`config["data"]`): synthetic ones, or with
+    `folders` also real-folder ones (whose stored folders must exist here).
 
-    Synthetic data is rendered on the fly: no cache is read or written (the stored paths
-    are another machine's), and the real pairs a mixed run trained on (train split only)
-    need not be here. `size` fixes the crop size (a static-shape model takes only its own).
+    Synthetic data is rendered on the fly, as rendered (no cache, no augmentation), and
+    the real pairs a mixed run trained on (train split only) need not be here. `size`
+    fixes the crop size (a static-shape model takes only its own).
     """
     data = config.get("data") if isinstance(config, dict) else None
-    target = data.get("_target_") if isinstance(data, dict) else None
-    if folders and target == FOLDER:
-        return safe_instantiate({**data, **({"size": size} if size else {})}, DATA, str(source), "data")
-    if target != SYNTHETIC:
-        raise ConfigError(
-            f"{why}: {source} was not trained on synthetic data (data=watermark); "
-            "evaluate its data with data=folder data.root=<dir> instead"
-        )
-    data = {**data, "cache": "none", "real_roots": None, "real_ratio": 0.0}
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: the checkpoint stores no data config ({why} needs one)")
+    splits = splits_config(data, f"{source}: data")
+    if splits["_target_"] == class_path(FolderSplits):
+        if not folders:
+            raise ConfigError(
+                f"{why}: {source} was not trained on synthetic data (data=watermark); "
+                "evaluate its data with data=folder data.root=<dir> instead"
+            )
+        return safe_instantiate({**splits, **({"size": size} if size else {})}, DATA, str(source), "data")
     if size is not None:
-        synth = data.get("synth")
+        synth = splits.get("synth")
         if not isinstance(synth, dict):
             raise CheckpointError(f"{source}: the stored data config has no synth section")
-        data["synth"] = {**synth, "size": size}
-    return safe_instantiate(data, DATA, str(source), "data")
+        splits["synth"] = {**synth, "size": size}
+    return safe_instantiate(splits, DATA, str(source), "data")

@@ -1,0 +1,89 @@
+"""Lightning stays out of the components: evaluation, ONNX inference and predict run in a
+process where importing Lightning fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+# Run in a fresh process: any import of Lightning there raises.
+SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class NoLightning(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("lightning", "pytorch_lightning", "lightning_fabric"):
+                raise ImportError(f"{name} imported by a component that must not need it")
+            return None
+
+    sys.meta_path.insert(0, NoLightning())
+    import importlib
+
+    for module in (
+        "wmseg.synth", "wmseg.data.dataset", "wmseg.data.splits", "wmseg.data.folder",
+        "wmseg.data.cache", "wmseg.models.unet", "wmseg.models.losses", "wmseg.metrics",
+        "wmseg.inference", "wmseg.export.onnx", "wmseg.export.quantize", "wmseg.predict.cli",
+        "wmseg.tasks.evaluate", "wmseg.tasks.export",
+    ):
+        importlib.import_module(module)
+
+    sys.path.insert(0, "tests")
+    from conftest import compose_config
+    from wmseg.tasks.evaluate import evaluate
+
+    from pathlib import Path
+
+    ckpt, onnx, pairs, out = sys.argv[1:5]
+    split = [f"ckpt={ckpt}", "split=val", "overlays=0"]
+    by_split = evaluate(compose_config(Path(out, "split"), split, "evaluate"))
+    folder = [f"onnx={onnx}", "data=folder", f"data.root={pairs}"]
+    folder = evaluate(compose_config(Path(out, "folder"), folder, "evaluate"))
+    print(json.dumps({"split": by_split["sets"], "folder": folder["sets"]}))
+    """
+)
+
+
+def test_evaluation_and_onnx_inference_import_no_lightning(trained_ckpt, exported, pairs_folder, tmp_path):
+    folder, _ = exported
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            str(trained_ckpt),
+            str(folder / "model.onnx"),
+            str(pairs_folder),
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sets = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sets["split"]["synthetic_val"]["images"] == 8  # the run's own val split (TINY: 8)
+    assert sets["folder"]["pairs"]["images"] == 4
+    assert (tmp_path / "folder" / "report.md").is_file()
+
+
+def test_each_data_module_takes_every_key_of_its_splits():
+    """A data config is read as its splits by key name (`splits_config`): every key of a
+    splits class must be a data-module key of the same name and default."""
+    import inspect
+
+    from wmseg.data.splits import SPLITS_OF, class_path
+
+    for target, splits in SPLITS_OF.items():
+        module_path, name = target.rsplit(".", 1)
+        module = getattr(__import__(module_path, fromlist=[name]), name)
+        assert class_path(module) == target
+        ours = inspect.signature(module).parameters
+        for key, param in inspect.signature(splits).parameters.items():
+            assert key in ours, f"{target} has no key {key} of {splits.__name__}"
+            assert ours[key].default == param.default, f"{target}.{key}: defaults differ"
