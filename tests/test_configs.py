@@ -46,7 +46,8 @@ def test_model_configs_instantiate(make_cfg, name):
 
 @pytest.mark.parametrize("name", _options("callbacks"))
 def test_callback_configs_instantiate(make_cfg, name):
-    cfg = make_cfg(f"callbacks={name}", tiny=False)
+    extra = {"distillation": ["callbacks.distillation.teacher=teacher.ckpt"]}.get(name, [])
+    cfg = make_cfg(f"callbacks={name}", *extra, tiny=False)
     callbacks = instantiate_callbacks(cfg.callbacks)
     assert callbacks and all(isinstance(c, L.Callback) for c in callbacks)
 

@@ -25,8 +25,11 @@ def test_fast_dev_run_trainer_cpu(make_cfg):
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
-def test_fast_dev_run_experiments(make_cfg, name):
-    cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null")
+def test_fast_dev_run_experiments(make_cfg, name, request):
+    # The compression recipes start from a trained checkpoint (the session's tiny one).
+    needs = {"distill_lite0": "callbacks.distillation.teacher", "prune_finetune": "ckpt_from"}
+    extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
+    cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)
 
 

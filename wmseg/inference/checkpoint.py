@@ -7,6 +7,7 @@ refuses any `_target_` (at any depth) that is not wmseg's own network class.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,19 @@ import torch
 from torch import nn
 
 from wmseg.errors import CheckpointError
+from wmseg.models.compression import ARCHITECTURE, apply_architecture, check_architecture
 from wmseg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_statistics
 from wmseg.safe_build import NETWORK, check_config, safe_instantiate
 
-__all__ = ["CheckpointError", "LoadedModel", "build_net", "load_model", "read_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "LoadedModel",
+    "build_net",
+    "load_model",
+    "load_weights",
+    "read_checkpoint",
+    "trained_net_config",
+]
 
 
 @dataclass
@@ -47,9 +57,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.Module:
-    """The network of `net_config` (a `model.net` config), built only if every `_target_`
-    in it is on wmseg's network allowlist; no initial weights are loaded."""
+def trained_net_config(net_config: dict[str, Any], source: str | Path = "config") -> dict[str, Any]:
+    """A stored network config as the one to rebuild the trained network from: checked
+    against wmseg's network allowlist, no initial weights (the trained ones replace
+    them), the input statistics it was trained with written out."""
     if not isinstance(net_config, dict) or "_target_" not in net_config:
         raise CheckpointError(f"{source}: the network config (model.net) names no class (_target_)")
     check_config(net_config, NETWORK, str(source), "model.net")
@@ -60,12 +71,52 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
         mean, std = input_statistics(weights, given_mean, given_std)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    # The trained weights replace any initial weights: never load them again. Frozen
-    # BatchNorm is a training option; these nets only ever run in eval mode.
     net_config = {**net_config, "encoder_weights": None, "mean": list(mean), "std": list(std)}
     if "freeze_encoder_bn" in net_config:
-        net_config["freeze_encoder_bn"] = False
-    return safe_instantiate(net_config, NETWORK, str(source), "model.net")
+        net_config["freeze_encoder_bn"] = False  # a training option for pretrained weights
+    return net_config
+
+
+def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.Module:
+    """The network of `net_config` (a `model.net` config), built only if every `_target_`
+    in it is on wmseg's network allowlist; no initial weights are loaded."""
+    return safe_instantiate(trained_net_config(net_config, source), NETWORK, str(source), "model.net")
+
+
+def load_weights(
+    net: nn.Module, ckpt: dict[str, Any], path: str | Path, asked: str | None = None
+) -> nn.Module:
+    """Checkpoint `ckpt`'s network weights (read from `path`) loaded into `net`, in place:
+    a channel-pruned checkpoint first gives its layers the stored channel counts. A
+    mismatch raises CheckpointError naming the differing tensors; `asked` names the
+    encoder of the config `net` was built from, for that message."""
+    if ARCHITECTURE in ckpt:
+        # Layers of another network (a model override): the comparison below names what differs.
+        with contextlib.suppress(ValueError):
+            apply_architecture(net, check_architecture(ckpt[ARCHITECTURE], str(path)), str(path))
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", sorted(wrong)),
+            )
+            if keys
+        )
+        trained = ckpt.get("wmseg", {}).get("config", {}).get("model", {}).get("net", {})
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model config "
+            f"(trained as {trained.get('encoder_name')}, asked for {asked or trained.get('encoder_name')}): "
+            f"{detail}. Drop the model override to use the config stored in the checkpoint."
+        )
+    net.load_state_dict(state)
+    return net
 
 
 def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> LoadedModel:
@@ -82,27 +133,6 @@ def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> Lo
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"{path} holds no network config (wmseg.config.model.net)") from err
     net = build_net(net_config or stored, path)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for what, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", sorted(wrong)),
-            )
-            if keys
-        )
-        raise CheckpointError(
-            f"checkpoint {path} does not match the model config "
-            f"(trained as {stored.get('encoder_name')}, "
-            f"asked for {(net_config or stored).get('encoder_name')}): "
-            f"{detail}. Drop the model override to use the config stored in the checkpoint."
-        )
-    net.load_state_dict(state)
+    load_weights(net, ckpt, path, (net_config or stored).get("encoder_name"))
     threshold = float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5))
     return LoadedModel(net.eval(), threshold, meta["config"], str(meta.get("version", "?")), path)

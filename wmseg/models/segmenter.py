@@ -18,6 +18,7 @@ from torchmetrics.classification import (
 )
 
 from wmseg.metrics import MeanImageIoUCurve, best_threshold, check_calibrate_metric, f1_best_threshold
+from wmseg.models.compression import ARCHITECTURE, apply_architecture, architecture, check_architecture
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -89,6 +90,9 @@ class WatermarkSegmenter(L.LightningModule):
         self.val_curve = BinaryPrecisionRecallCurve(thresholds=grid) if calibrate_threshold else None
         self.val_iou_curve = MeanImageIoUCurve(thresholds=grid) if calibrate_threshold else None
         self.calibration: dict[str, Any] | None = None
+        # A term added to the training loss, f(images, logits) -> scalar, set by a callback
+        # (distillation: its teacher lives in the callback, never in this module's state).
+        self.extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -99,6 +103,10 @@ class WatermarkSegmenter(L.LightningModule):
         logits = self(batch["image"])
         loss = self.loss_fn(logits, batch["mask"])
         n = batch["image"].shape[0]
+        if stage == "train" and self.extra_loss is not None:
+            extra = self.extra_loss(batch["image"], logits)
+            self.log("train/extra_loss", extra, batch_size=n)
+            loss = loss + extra
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
         return loss, logits
 
@@ -149,8 +157,12 @@ class WatermarkSegmenter(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.calibration is not None:
             checkpoint["wmseg_threshold_calibration"] = dict(self.calibration)
+        # The channel counts rebuild a channel-pruned network from its config (plain data).
+        checkpoint[ARCHITECTURE] = architecture(self.net)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if ARCHITECTURE in checkpoint:  # before Lightning loads the weights into the net
+            apply_architecture(self.net, check_architecture(checkpoint[ARCHITECTURE], "checkpoint"))
         # A resumed run keeps its calibrated threshold until its next validation.
         note = checkpoint.get("wmseg_threshold_calibration")
         if self.val_curve is not None and note and note.get("source") == "validation split":

@@ -9,10 +9,12 @@ import hydra
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wmseg.callbacks import EmbedRunConfig
+from wmseg.errors import ConfigError
 from wmseg.image_files import set_max_pixels
+from wmseg.inference.checkpoint import load_weights, read_checkpoint, trained_net_config
 from wmseg.tasks.checks import check_run_config
 from wmseg.tasks.instantiate import instantiate_callbacks, instantiate_loggers
 
@@ -26,8 +28,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    start = _start_from(cfg) if cfg.get("ckpt_from") else None
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
+    if start is not None:
+        load_weights(model.net, start, cfg.ckpt_from)
+        log.info("starting from the weights of %s", cfg.ckpt_from)
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), EmbedRunConfig(cfg)]
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
@@ -70,6 +76,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["best_model_score"] = None if best_score is None else float(best_score)
     _report(metrics, cfg.get("optimized_metric"))
     return metrics
+
+
+def _start_from(cfg: DictConfig) -> dict[str, Any]:
+    """`ckpt_from=`: the run starts from a trained checkpoint's weights (a new run, unlike
+    `ckpt_path=`, which resumes one). Its network config replaces `model.net`, so the run
+    config stored in this run's checkpoints describes the network they hold."""
+    if cfg.get("ckpt_path"):
+        raise ConfigError(
+            "give ckpt_from= (start a new run from a checkpoint's weights) or ckpt_path= (resume "
+            "that run where it stopped), not both"
+        )
+    ckpt = read_checkpoint(cfg.ckpt_from)
+    stored = ckpt.get("wmseg", {}).get("config", {}).get("model", {}).get("net")
+    if not isinstance(stored, dict):
+        raise ConfigError(f"ckpt_from={cfg.ckpt_from}: the checkpoint holds no network config")
+    with open_dict(cfg):
+        cfg.model.net = trained_net_config(stored, cfg.ckpt_from)
+    return ckpt
 
 
 def _finish_wandb(loggers: list) -> None:
