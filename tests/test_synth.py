@@ -46,6 +46,7 @@ VARIED = {
         ({"emboss_prob": 1.0, "logo_prob": 0.5, "tiled_fraction": 0.5}, VARIED),
         ({"footprint_channels": "mean", "blend_probs": (0.25, 0.25, 0.25, 0.25)}, VARIED),
         ({"fill_prob": 1.0, "logo_prob": 0.5, "blend_probs": (0.25, 0.25, 0.25, 0.25)}, VARIED),
+        ({"plate_prob": 1.0, "plate_opacity": (0.3, 1.0), "logo_prob": 0.5, "tiled_fraction": 0.5}, VARIED),
     ],
 )
 def test_mask_is_visible_footprint(style, bank_options):
@@ -584,3 +585,52 @@ def test_fills_give_a_mark_more_than_one_colour_and_it_stays_labelled_where_visi
     assert changed >= 10
     with pytest.raises(ValueError, match=r"data\.synth\.fill_prob"):
         WatermarkSynth(SynthConfig(fill_prob=2.0))
+
+
+def _plates(**changes) -> WatermarkSynth:
+    """Plates alone (no text on them), one a sample, undegraded, on procedural textures."""
+    base = {"tiled_fraction": 0.0, "plate_prob": 1.0, "plate_alone_prob": 1.0}
+    cfg = SynthConfig(
+        size=96, clean_fraction=0.0, max_marks=1, noise_std=(0, 0), jpeg_prob=0.0, **(base | changes)
+    )
+    return WatermarkSynth(cfg, BackgroundBank(procedural_fraction=1.0))
+
+
+def test_an_opaque_plate_is_a_filled_region_of_the_mask():
+    synth = _plates(plate_opacity=(1.0, 1.0))
+    for i in range(6):
+        mask = synth.render(3, i).mask.astype(bool)
+        # A region, not strokes: most of its pixels are inside it (all 4 neighbours marked).
+        inner = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+        assert mask.sum() > 0.02 * mask.size and inner.sum() > 0.7 * mask[1:-1, 1:-1].sum(), i
+
+
+def test_a_faint_plate_changes_the_image_but_stays_out_of_the_mask():
+    synth, bank = _plates(plate_opacity=(0.015, 0.015)), BackgroundBank(procedural_fraction=1.0)
+    for i in range(4):
+        s = synth.render(3, i)
+        clean = bank.sample(np.random.default_rng([3, i]), 96)
+        assert s.mask.sum() == 0 and not np.array_equal(s.image, clean)
+
+
+def test_a_plate_that_changes_nothing_has_an_empty_mask(monkeypatch):
+    from wmseg.synth import render
+
+    # White plates multiplied over the photo: every pixel stays as it was.
+    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 255.0, np.float32))
+    synth = _plates(plate_opacity=(1.0, 1.0), plate_fill_prob=0.0, blend_probs=(0, 1, 0, 0))
+    assert all(synth.render(0, i).mask.sum() == 0 for i in range(4))
+    # In normal mode the same plates are the mask.
+    synth = _plates(plate_opacity=(1.0, 1.0), plate_fill_prob=0.0)
+    assert all(synth.render(0, i).mask.sum() > 0 for i in range(4))
+
+
+def test_plates_keep_samples_a_pure_function_and_banners_cross_the_image():
+    synth = _plates(plate_alone_prob=0.0, tiled_fraction=0.5)
+    assert all(np.array_equal(synth.render(1, i).image, synth.render(1, i).image) for i in range(3))
+    banners = [
+        s.mask
+        for s in (_plates(plate_opacity=(1.0, 1.0)).render(7, i) for i in range(40))
+        if s.mask[:, 0].any() and s.mask[:, -1].any()
+    ]
+    assert banners  # some plates span the image from edge to edge

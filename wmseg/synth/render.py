@@ -80,6 +80,16 @@ class SynthConfig:
     # in the mask: a negative that teaches the model not to fire on scene text. 0 draws
     # nothing, so older samples stay the same.
     scene_text_prob: float = 0.0
+    # A mark sits on a plate with this probability: a translucent filled region behind it
+    # (a rectangle, a rounded badge, a pill, a circle, or a banner bar across the image),
+    # solid or a gradient, at an opacity drawn from `plate_opacity`; with
+    # `plate_alone_prob` the plate is drawn alone, with no text or logo on it. The mask
+    # stays the visible footprint, the plate's filled area included. Tiled marks tile
+    # their plates. 0 draws nothing, so older samples stay the same.
+    plate_prob: float = 0.0
+    plate_alone_prob: float = 0.2
+    plate_opacity: tuple[float, float] = (0.15, 0.8)
+    plate_fill_prob: float = 0.5  # a plate's fill is a gradient or a photo crop, not one colour
     # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
     # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
     blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
@@ -110,11 +120,12 @@ class SynthConfig:
         for key, allowed in (("footprint_channels", FOOTPRINT_CHANNELS), ("opacity_scale", OPACITY_SCALES)):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"data.synth.{key}={getattr(self, key)!r}: use one of {', '.join(allowed)}")
-        lo, hi = self.opacity
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(
-                f"data.synth.opacity must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
-            )
+        for key in ("opacity", "plate_opacity"):
+            lo, hi = getattr(self, key)
+            if not 0.0 < lo <= hi <= 1.0:
+                raise ValueError(
+                    f"data.synth.{key} must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
+                )
         for key in PROBABILITIES:
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self, key)}")
@@ -126,8 +137,10 @@ OPACITY_SCALES = ("linear", "log")
 PROBABILITIES = (
     "clean_fraction", "tiled_fraction", "outline_prob", "shadow_prob", "logo_prob", "logo_text_prob",
     "corner_prob", "cjk_prob", "qr_prob", "emboss_prob", "scene_text_prob", "fill_prob", "jpeg_prob",
-    "color_shift_prob", "resize_prob", "blur_prob",
+    "color_shift_prob", "resize_prob", "blur_prob", "plate_prob", "plate_alone_prob",
+    "plate_fill_prob",
 )  # fmt: skip
+PLATE_SHAPES = ("rectangle", "rounded", "pill", "circle", "banner")
 
 
 def blend(base: np.ndarray, color: np.ndarray, mode: str) -> np.ndarray:
@@ -326,6 +339,11 @@ class WatermarkSynth:
             if stroke:
                 layers.append((outer, 255.0 - color, opacity))  # contrasting outline
             layers.append((fill, color, opacity))
+        if cfg.plate_prob > 0 and rng.random() < cfg.plate_prob:
+            layers, box = self._plate_layers(rng, layers, box, px, tiled)
+            left, top, right, bottom = box
+            if not tiled and box[2] - box[0] > size:  # a banner: level, across the image
+                angle = float(rng.uniform(-3, 3))
 
         if tiled:
             # Stamp a grid on a canvas that covers the image at any rotation, then rotate
@@ -370,6 +388,53 @@ class WatermarkSynth:
             target = blend(image, col, mode) if mode != "normal" else col
             image *= 1.0 - a
             image += a * target
+
+    def _plate_layers(
+        self,
+        rng: np.random.Generator,
+        layers: list[tuple[Image.Image, np.ndarray, float]],
+        box: tuple[int, ...],
+        px: int,
+        tiled: bool,
+    ) -> tuple[list[tuple[Image.Image, np.ndarray, float]], tuple[int, ...]]:
+        """The mark's layers on a plate: the plate first (underneath), every layer re-padded
+        to the plate's box, which they all share (tiled placement pastes by the box)."""
+        cfg = self.config
+        shapes = PLATE_SHAPES if not tiled else PLATE_SHAPES[:-1]  # a banner does not tile
+        shape = shapes[int(rng.integers(len(shapes)))]
+        w, h = box[2] - box[0], box[3] - box[1]
+        pad_x, pad_y = (int(px * rng.uniform(0.2, 0.8)) + 1 for _ in range(2))
+        if shape == "circle":
+            side = int(math.hypot(w, h)) + 2 * min(pad_x, pad_y)
+            pw, ph = side, side
+        elif shape == "banner":
+            pw, ph = int(cfg.size * 1.6), h + 2 * pad_y
+        else:
+            pw, ph = w + 2 * pad_x, h + 2 * pad_y
+        plate = Image.new("L", (pw, ph), 0)
+        draw = ImageDraw.Draw(plate)
+        if shape in ("rectangle", "banner"):
+            draw.rectangle((0, 0, pw - 1, ph - 1), fill=255)
+        elif shape == "rounded":
+            draw.rounded_rectangle(
+                (0, 0, pw - 1, ph - 1), radius=int(min(pw, ph) * rng.uniform(0.1, 0.3)), fill=255
+            )
+        elif shape == "pill":
+            draw.rounded_rectangle((0, 0, pw - 1, ph - 1), radius=min(pw, ph) // 2, fill=255)
+        else:
+            draw.ellipse((0, 0, pw - 1, ph - 1), fill=255)
+        color = _rand_color(rng)
+        if rng.random() < cfg.plate_fill_prob:
+            color = self._fill(rng, color, period=4.0 * max(pw, ph))
+        opacity = float(rng.uniform(*cfg.plate_opacity))
+        new_box = (-(pw // 2), -(ph // 2), pw - pw // 2, ph - ph // 2)
+        out = [(plate, color, opacity)]
+        if rng.random() >= cfg.plate_alone_prob:
+            for tile, col, op in layers:  # centred on the plate, as they were on the mark
+                canvas = Image.new("L", (pw, ph), 0)
+                canvas.paste(tile, (box[0] - new_box[0], box[1] - new_box[1]))
+                out.append((canvas, col, op))
+        return out, new_box
 
     def _fill(self, rng: np.random.Generator, color: np.ndarray, period: float) -> np.ndarray:
         """A per-pixel fill (size, size, 3) for a mark: `color` fading into a second colour
