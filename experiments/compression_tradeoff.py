@@ -118,6 +118,7 @@ def measure(teacher: Path, runs: Path, real: bool, threads: int, steps: tuple[in
             [
                 "export.py",
                 f"ckpt={ckpt}",
+                "parity.val_samples=32",  # its own mask checks; the split is scored below
                 f"paths.output_dir={out / 'export'}",
                 f"hydra.run.dir={out / 'export'}",
             ],
