@@ -30,15 +30,68 @@ REAL = [ROOT.parent / "shared" / "eval" / name for name in ("aucourde", "stock_c
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.prediction_overlays=null"]
 
 
-def rows(teacher: Path, student_steps: int = 500, finetune_steps: int = 250) -> dict[str, list[str] | None]:
+# Real photos neither the training bank nor validation uses (mvtb-data's other stereo
+# views, the pictures the package itself holds out, a photo sequence): the unlabelled
+# photos the teacher labels for the student.
+UNLABELLED = (
+    "rocks2-r.png",
+    "walls-r.png",
+    "building2-2.png",
+    "building2-3.png",
+    *(f"campus/holdout/P1070{n}.png" for n in (492, 502, 508, 511, 513)),
+    *(f"seq/im.00{n}.png" for n in range(1, 10)),
+)
+
+
+def unlabelled_folder(runs: Path) -> Path:
+    """A folder of the UNLABELLED photos under `runs` (written once)."""
+    from importlib.resources import files
+
+    folder = runs / "unlabelled_photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    root = files("mvtbdata") / "images"
+    for name in UNLABELLED:
+        target = folder / name.replace("/", "_")
+        if not target.exists():
+            target.write_bytes((root / name).read_bytes())
+    return folder
+
+
+def rows(
+    teacher: Path,
+    student_steps: int = 500,
+    finetune_steps: int = 250,
+    unlabelled: Path | None = None,
+) -> dict[str, list[str] | None]:
     """Each row's train.py overrides (None: the teacher itself, already trained); each run
-    validates twice, halfway and at its end."""
+    validates twice, halfway and at its end. The rows after the first six are the second
+    attempt at the targets (experiments/records/compression.md): channel pruning in three
+    cuts with the unpruned teacher distilling, over twice the fine-tune; distillation at a
+    higher, decaying weight with teacher-labelled real photos (when `unlabelled` is given)."""
 
     def budget(steps: int) -> list[str]:
         return [f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(1, steps // 2)}"]
 
     student = ["experiment=distill_lite0", *budget(student_steps)]
     finetune = ["experiment=prune_finetune", f"ckpt_from={teacher}", *budget(finetune_steps)]
+    iterative = [
+        "experiment=prune_finetune",
+        f"ckpt_from={teacher}",
+        *budget(2 * finetune_steps),
+        "callbacks=[default,channel_pruning,distillation]",
+        "callbacks.channel_pruning.ratio=0.3",
+        "callbacks.channel_pruning.iterations=3",
+        f"callbacks.channel_pruning.every={max(1, 2 * finetune_steps // 5)}",
+        f"callbacks.distillation.teacher={teacher}",
+    ]
+    strong = [
+        *student,
+        f"callbacks.distillation.teacher={teacher}",
+        "callbacks.distillation.weight=4.0",
+        "callbacks.distillation.final_weight=1.0",
+    ]
+    if unlabelled is not None:
+        strong.append(f"callbacks.distillation.unlabelled={unlabelled}")
     return {
         "teacher": None,
         "student_alone": [*student, "callbacks=[default,ema]"],
@@ -46,6 +99,8 @@ def rows(teacher: Path, student_steps: int = 500, finetune_steps: int = 250) -> 
         "teacher_unstructured50": [*finetune, "callbacks=[default,pruning]", "callbacks.pruning.amount=0.5"],
         "teacher_channels30": [*finetune, "callbacks.channel_pruning.ratio=0.3"],
         "teacher_channels50": [*finetune, "callbacks.channel_pruning.ratio=0.5"],
+        "teacher_channels30_iterative_kd": iterative,
+        "student_distilled_strong": strong,
     }
 
 
@@ -66,8 +121,20 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return Path(marker.read_text().strip()) if marker.is_file() else None
 
 
-def train_rows(teacher: Path, runs: Path, steps: tuple[int, int], extra: list[str]) -> None:
-    for name, overrides in rows(teacher, *steps).items():
+def chosen_rows(teacher: Path, runs: Path, steps: tuple[int, int], names: list[str] | None) -> dict:
+    """The rows named (all when None; the teacher always comes first: speeds are ratios
+    against it)."""
+    table = rows(teacher, *steps, unlabelled=unlabelled_folder(runs))
+    unknown = sorted(set(names or ()) - set(table))
+    if unknown:
+        raise SystemExit(f"--rows: unknown {unknown}; known: {sorted(table)}")
+    return {k: v for k, v in table.items() if names is None or k == "teacher" or k in names}
+
+
+def train_rows(
+    teacher: Path, runs: Path, steps: tuple[int, int], extra: list[str], names: list[str] | None
+) -> None:
+    for name, overrides in chosen_rows(teacher, runs, steps, names).items():
         run_dir = runs / name
         if overrides is None or best_checkpoint(run_dir):
             continue
@@ -101,13 +168,15 @@ def speeds(models: dict[str, Path], threads: int, reps: int = 5) -> dict[str, fl
     return {name: 8 / float(np.median(t)) for name, t in times.items()}
 
 
-def measure(teacher: Path, runs: Path, real: bool, threads: int, steps: tuple[int, int]) -> dict:
+def measure(
+    teacher: Path, runs: Path, real: bool, threads: int, steps: tuple[int, int], names: list[str] | None
+) -> dict:
     from wmseg.inference import load_model
     from wmseg.models.compression import parameters_and_gflops
 
     table: dict[str, dict] = {}
     files: dict[str, Path] = {}
-    for name, overrides in rows(teacher, *steps).items():
+    for name, overrides in chosen_rows(teacher, runs, steps, names).items():
         ckpt = teacher if overrides is None else best_checkpoint(runs / name)
         if ckpt is None:
             raise SystemExit(f"{name}: not trained yet (run `train` first)")
@@ -220,15 +289,17 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=500)
     parser.add_argument("--finetune-steps", type=int, default=250)
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run (a dry run's)")
+    parser.add_argument("--rows", nargs="*", default=None, help="only these rows (and the teacher)")
+    parser.add_argument("--stem", default="tradeoff", help="results file name (+ _real with --real)")
     args = parser.parse_args()
     steps = (args.student_steps, args.finetune_steps)
     if args.stage == "train":
-        train_rows(args.teacher.resolve(), args.runs.resolve(), steps, args.extra)
+        train_rows(args.teacher.resolve(), args.runs.resolve(), steps, args.extra, args.rows)
         return
-    table = measure(args.teacher.resolve(), args.runs.resolve(), args.real, args.threads, steps)
+    table = measure(args.teacher.resolve(), args.runs.resolve(), args.real, args.threads, steps, args.rows)
     cpu = cpu_name()
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "tradeoff_real" if args.real else "tradeoff"
+    stem = f"{args.stem}_real" if args.real else args.stem
     (args.out / f"{stem}.json").write_text(json.dumps({"cpu": cpu, "rows": table}, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(table, cpu))
     print(markdown(table, cpu))
