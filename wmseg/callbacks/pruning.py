@@ -84,9 +84,9 @@ class ConvPruning(ModelPruning):
             return
         self._now = t
         self._run_pruning(t)
-        per_layer = conv_sparsity(pl_module.net)
+        per_layer, overall = conv_sparsity(pl_module.net)
         metrics = {f"prune/sparsity/{name}": share for name, share in per_layer.items()}
-        metrics["prune/sparsity"] = conv_sparsity(pl_module.net, overall=True)
+        metrics["prune/sparsity"] = overall
         self._pending = metrics
         log.info("pruned to %.1f %% of the chosen conv weights", 100 * metrics["prune/sparsity"])
 

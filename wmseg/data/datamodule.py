@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -15,12 +17,23 @@ from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
 from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, scan_pairs
 from wmseg.data.folder import Item
 from wmseg.data.splits import SPLITS, FolderSplits, SyntheticSplits, split_seed
-from wmseg.synth import SynthConfig
 
 # torchdata 0.11 calls a torch function that torch 2.14 deprecated; nothing to act on.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 CACHE_MODES = ("none", "memory", "disk")
+
+
+def _known(splits: type, keys: dict[str, Any]) -> dict[str, Any]:
+    """`keys` when `splits` takes them all; else an error naming the unknown data key."""
+    known = set(inspect.signature(splits).parameters)
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown data key(s) {', '.join(unknown)}: this data module takes its loader keys "
+            f"and those of {splits.__name__} ({', '.join(sorted(known))})"
+        )
+    return keys
 
 
 class _Loaders(L.LightningDataModule):
@@ -90,21 +103,6 @@ class WatermarkDataModule(_Loaders):
 
     def __init__(
         self,
-        synth: SynthConfig | None = None,
-        backgrounds: str | Path | None = None,
-        val_backgrounds: str | Path | None = None,
-        procedural_fraction: float = 0.2,
-        collage_fraction: float = 0.0,
-        color_jitter: float = 0.0,
-        min_zoom: float = 1.0,
-        shading: float = 0.0,
-        clutter: float = 0.0,
-        photo_sources: Sequence[str] = ("skimage",),
-        photo_max_side: int | None = 512,
-        train_size: int = 20000,
-        val_size: int = 256,
-        test_size: int = 256,
-        seed: int = 0,
         batch_size: int = 16,
         num_workers: int = 1,
         pin_memory: bool = False,
@@ -115,7 +113,10 @@ class WatermarkDataModule(_Loaders):
         augment: Augment | None = None,
         real_roots: Sequence[str] | None = None,
         real_ratio: float = 0.0,
+        **splits: Any,
     ) -> None:
+        """`splits`: the keys of `SyntheticSplits` (synth, backgrounds, photo sources,
+        split sizes, seed ...), with its defaults."""
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
         if cache not in CACHE_MODES:
             raise ValueError(f"data.cache={cache!r}: use one of {', '.join(CACHE_MODES)}")
@@ -129,23 +130,7 @@ class WatermarkDataModule(_Loaders):
         self.augment = augment
         self.real_roots = [real_roots] if isinstance(real_roots, str | Path) else list(real_roots or [])
         self.real_ratio = real_ratio
-        self.splits = SyntheticSplits(
-            synth,
-            backgrounds,
-            val_backgrounds,
-            procedural_fraction,
-            collage_fraction,
-            color_jitter,
-            min_zoom,
-            shading,
-            clutter,
-            photo_sources,
-            photo_max_side,
-            train_size,
-            val_size,
-            test_size,
-            seed,
-        )
+        self.splits = SyntheticSplits(**_known(SyntheticSplits, splits))
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.
@@ -189,24 +174,18 @@ class FolderDataModule(_Loaders):
     def __init__(
         self,
         root: str | Sequence[str],
-        size: int = 256,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        train_size: int = 4000,
-        val_size: int = 256,
-        test_size: int = 256,
-        seed: int = 0,
         batch_size: int = 16,
         num_workers: int = 1,
         pin_memory: bool = False,
         persistent_workers: bool = True,
         prefetch_factor: int | None = 4,
         augment: Augment | None = None,
+        **splits: Any,
     ) -> None:
+        """`splits`: the other keys of `FolderSplits` (crop size, fractions, split sizes,
+        seed), with its defaults."""
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
-        self.splits = FolderSplits(
-            root, size, val_fraction, test_fraction, train_size, val_size, test_size, seed
-        )
+        self.splits = FolderSplits(root, **_known(FolderSplits, splits))
         self.augment = augment
 
     def eval_sets(self) -> list[Sequence[Item]]:

@@ -63,14 +63,14 @@ def prunable_convs(net: nn.Module) -> Iterator[tuple[str, nn.Conv2d]]:
             yield name, module
 
 
-def conv_sparsity(net: nn.Module, overall: bool = False) -> Any:
-    """The share of zero weights per prunable conv ({name: share}), or over all of them."""
+def conv_sparsity(net: nn.Module) -> tuple[dict[str, float], float]:
+    """The share of zero weights per prunable conv ({name: share}) and over all of them."""
     shares, zeros, total = {}, 0, 0
     for name, conv in prunable_convs(net):
         weight = conv.weight.detach()  # with a pruning mask applied, the masked weight
         z, n = int((weight == 0).sum()), weight.numel()
         shares[name], zeros, total = z / n, zeros + z, total + n
-    return zeros / max(total, 1) if overall else shares
+    return shares, zeros / max(total, 1)
 
 
 def parameters_and_gflops(net: nn.Module, size: int = 512) -> tuple[int, float]:
