@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import CONF, TINY, compose_config
+from wmseg.synth.artwork import TUXPAINT_STAMPS
 from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.train import train
 
@@ -29,6 +30,8 @@ def test_fast_dev_run_experiments(make_cfg, name, request):
     # The compression recipes start from a trained checkpoint (the session's tiny one).
     needs = {"distill_lite0": "callbacks.distillation.teacher", "prune_finetune": "ckpt_from"}
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
+    if name == "cpu_generalise" and not TUXPAINT_STAMPS.is_dir():
+        pytest.skip("cpu_generalise draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
     cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -41,7 +41,10 @@ _FONT_PACKAGES = (
     ("font_amatic_sc", "files"),
     ("font_intuitive", "files"),
 )
-FONT_SOURCES = ("matplotlib", "open_fonts")
+# One source a family too ("roboto", "amatic_sc"...), so that whole typefaces can be held
+# out of training and a proxy set in them.
+FAMILIES = {package.removeprefix("font_").removeprefix("ttf_"): package for package, _ in _FONT_PACKAGES}
+FONT_SOURCES = ("matplotlib", "open_fonts", *FAMILIES)
 # Every character random_phrase and scene_phrase draw: a face that lacks one is left out.
 _PHRASE_CHARS = frozenset(map(ord, string.ascii_letters + string.digits + ".@_© "))
 
@@ -57,10 +60,10 @@ _CJK_FONTS = (
 )
 
 
-def _open_fonts() -> list[Path]:
+def _open_fonts(packages: Collection[str]) -> list[Path]:
     paths = []
     for package, sub in _FONT_PACKAGES:
-        root = package_dir(package)
+        root = package_dir(package) if package in packages else None
         if root is None:
             continue
         faces = {}
@@ -71,8 +74,8 @@ def _open_fonts() -> list[Path]:
         paths += [faces[k] for k in sorted(faces) if covered(faces[k]) >= _PHRASE_CHARS]
     if not paths:
         raise FileNotFoundError(
-            "data.synth.font_sources has open_fonts but no font-* package is installed: "
-            "pip install -e . (they are project dependencies)"
+            f"data.synth.font_sources names {', '.join(sorted(packages))} but none is installed: "
+            "pip install -e . (the font-* packages are project dependencies)"
         )
     return paths
 
@@ -81,7 +84,8 @@ def _open_fonts() -> list[Path]:
 def latin_fonts(sources: Sequence[str] = ("matplotlib",)) -> tuple[Path, ...]:
     """Paths of the Latin fonts of `sources`: "matplotlib" (DejaVu and STIX, bundled with
     matplotlib) and "open_fonts" (the font-* packages: Roboto, Lato, Open Sans, Source Sans
-    and Serif, Manrope, Hanken Grotesk, Caladea, Fredoka One, Amatic SC, Intuitive)."""
+    and Serif, Manrope, Hanken Grotesk, Caladea, Fredoka One, Amatic SC, Intuitive), or
+    any of those families by name (`FAMILIES`)."""
     check_sources("data.synth.font_sources", sources, FONT_SOURCES)
     paths: list[Path] = []
     if "matplotlib" in sources:
@@ -90,8 +94,11 @@ def latin_fonts(sources: Sequence[str] = ("matplotlib",)) -> tuple[Path, ...]:
         if not found:
             raise FileNotFoundError(f"no bundled fonts found under {root}; reinstall matplotlib")
         paths += found
-    if "open_fonts" in sources:
-        paths += _open_fonts()
+    packages = (
+        set(FAMILIES.values()) if "open_fonts" in sources else {FAMILIES[s] for s in sources if s in FAMILIES}
+    )
+    if packages:
+        paths += _open_fonts(packages)
     return tuple(paths)
 
 

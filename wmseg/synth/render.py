@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 from scipy.ndimage import gaussian_filter
 
+from wmseg.synth.artwork import artwork_layers, check_artwork_sources
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
 from wmseg.synth.logos import icon_glyphs, logo_tile, qr_code
@@ -90,6 +91,26 @@ class SynthConfig:
     plate_alone_prob: float = 0.2
     plate_opacity: tuple[float, float] = (0.15, 0.8)
     plate_fill_prob: float = 0.5  # a plate's fill is a gradient or a photo crop, not one colour
+    # A mark is a piece of coloured artwork with this probability (wmseg.synth.artwork:
+    # "tuxpaint" clip art, "emoji", "procedural" multi-part vector logos), in its own
+    # colours or, with `artwork_mono_prob`, as a one-colour silhouette; with
+    # `logo_text_prob` a site name sits beside it. 0 draws nothing, so older samples stay
+    # the same.
+    artwork_prob: float = 0.0
+    artwork_sources: tuple[str, ...] = ("procedural",)
+    artwork_mono_prob: float = 0.4
+    # A single mark is, with this probability, a small corner signature drawn at the
+    # pixel size it has at full resolution: its font `signature_size` (a fraction) of the
+    # height of a whole photo drawn from `signature_image_height` (px), as a 1-3 % mark on
+    # a 512-2048 px photo that inference sees at native size. 0 draws nothing.
+    signature_prob: float = 0.0
+    signature_size: tuple[float, float] = (0.01, 0.03)
+    signature_image_height: tuple[int, int] = (512, 2048)
+    # A clean (unmarked) image is, with this probability, the most finely textured of
+    # `texture_candidates` background crops (stone, bark, foliage, fabric: what fires
+    # false positives), by its mean absolute Laplacian. 0 draws nothing.
+    texture_clean_prob: float = 0.0
+    texture_candidates: int = 4
     # Probabilities of the blend modes in BLEND_MODES order (normal, multiply, screen,
     # overlay), drawn per mark. All-normal draws nothing, so older samples stay the same.
     blend_probs: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
@@ -126,6 +147,15 @@ class SynthConfig:
                 raise ValueError(
                     f"data.synth.{key} must be (low, high) with 0 < low <= high <= 1, got {[lo, hi]}"
                 )
+        lo, hi = self.signature_size
+        h_lo, h_hi = self.signature_image_height
+        if not 0.0 < lo <= hi <= 0.2 or not 64 <= h_lo <= h_hi:
+            raise ValueError(
+                "data.synth.signature_size must be (low, high) with 0 < low <= high <= 0.2 and "
+                f"signature_image_height (low, high) px, 64 <= low <= high; got {[lo, hi]}, {[h_lo, h_hi]}"
+            )
+        if self.texture_candidates < 1:
+            raise ValueError(f"data.synth.texture_candidates must be >= 1, got {self.texture_candidates}")
         for key in PROBABILITIES:
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"data.synth.{key} must be within [0, 1], got {getattr(self, key)}")
@@ -138,7 +168,7 @@ PROBABILITIES = (
     "clean_fraction", "tiled_fraction", "outline_prob", "shadow_prob", "logo_prob", "logo_text_prob",
     "corner_prob", "cjk_prob", "qr_prob", "emboss_prob", "scene_text_prob", "fill_prob", "jpeg_prob",
     "color_shift_prob", "resize_prob", "blur_prob", "plate_prob", "plate_alone_prob",
-    "plate_fill_prob",
+    "plate_fill_prob", "artwork_prob", "artwork_mono_prob", "signature_prob", "texture_clean_prob",
 )  # fmt: skip
 PLATE_SHAPES = ("rectangle", "rounded", "pill", "circle", "banner")
 
@@ -165,6 +195,13 @@ def draw_opacity(rng: np.random.Generator, cfg: SynthConfig) -> float:
     if cfg.opacity_scale == "log":
         return math.exp(rng.uniform(math.log(lo), math.log(hi)))
     return float(rng.uniform(lo, hi))
+
+
+def texture(image: np.ndarray) -> float:
+    """How finely textured an image is: the mean absolute Laplacian of its grey levels."""
+    grey = np.asarray(image, np.float32).mean(axis=2)
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    return float(np.abs(lap).mean())
 
 
 class Sample(NamedTuple):
@@ -268,15 +305,28 @@ class WatermarkSynth:
         self.backgrounds = backgrounds or BackgroundBank()
         self.fonts = latin_fonts(tuple(self.config.font_sources))
         icon_glyphs(tuple(self.config.icon_sources))  # a bad source fails here, not in a worker
+        if self.config.artwork_prob > 0:
+            check_artwork_sources(self.config.artwork_sources)
 
     def render(self, seed: int, index: int) -> Sample:
         cfg = self.config
         rng = np.random.default_rng([seed, index])
-        clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
+        if cfg.texture_clean_prob > 0:
+            # Whether the image stays clean is drawn first: it chooses the background.
+            marked = rng.random() >= cfg.clean_fraction
+            if not marked and rng.random() < cfg.texture_clean_prob:
+                crops = [self.backgrounds.sample(rng, cfg.size) for _ in range(cfg.texture_candidates)]
+                clean = max(crops, key=texture).astype(np.float32)
+            else:
+                clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
+        else:
+            clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
         if cfg.scene_text_prob > 0 and rng.random() < cfg.scene_text_prob:
             self._scene_text(rng, clean)
         image = clean.copy()
-        if rng.random() >= cfg.clean_fraction:
+        if cfg.texture_clean_prob <= 0:
+            marked = rng.random() >= cfg.clean_fraction
+        if marked:
             if rng.random() < cfg.tiled_fraction:
                 self._composite(rng, image, tiled=True)
             else:
@@ -301,8 +351,13 @@ class WatermarkSynth:
             text = cjk_phrase(rng, covered(cjk_path))
         else:
             text = random_phrase(rng)
-        lo, hi = cfg.font_size
-        px = max(6, int(size * rng.uniform(lo, hi * (0.7 if tiled else 1.0))))
+        signature = not tiled and cfg.signature_prob > 0 and rng.random() < cfg.signature_prob
+        if signature:
+            h_lo, h_hi = cfg.signature_image_height
+            px = max(6, round(rng.uniform(*cfg.signature_size) * rng.uniform(h_lo, h_hi)))
+        else:
+            lo, hi = cfg.font_size
+            px = max(6, int(size * rng.uniform(lo, hi * (0.7 if tiled else 1.0))))
         font = _font(cjk_path or self.fonts[int(rng.integers(len(self.fonts)))], px)
         angle = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
         if tiled:
@@ -317,7 +372,8 @@ class WatermarkSynth:
         if cfg.logo_prob > 0 and rng.random() < cfg.logo_prob:
             fill, outer, box = self._logo_layers(rng, px, stroke, shadow, fill, outer, box)
             left, top, right, bottom = box
-        corner = not tiled and cfg.corner_prob > 0 and rng.random() < cfg.corner_prob
+        artwork = cfg.artwork_prob > 0 and rng.random() < cfg.artwork_prob
+        corner = signature or (not tiled and cfg.corner_prob > 0 and rng.random() < cfg.corner_prob)
         color = _rand_color(rng)
         opacity = draw_opacity(rng, cfg)
         if cfg.fill_prob > 0 and rng.random() < cfg.fill_prob:
@@ -327,7 +383,10 @@ class WatermarkSynth:
             p = np.asarray(cfg.blend_probs, np.float64)
             mode = BLEND_MODES[int(rng.choice(len(BLEND_MODES), p=p / p.sum()))]
         layers = []
-        if cfg.emboss_prob > 0 and rng.random() < cfg.emboss_prob:
+        if artwork:
+            layers, box = self._artwork_layers(rng, px, shadow, fill, color, opacity)
+            left, top, right, bottom = box
+        elif cfg.emboss_prob > 0 and rng.random() < cfg.emboss_prob:
             # The bevel replaces outline, shadow and blend mode: it is its own light and shade.
             layers, box = _emboss_layers(rng, fill, box, px, color, opacity)
             mode = "normal"
@@ -435,6 +494,49 @@ class WatermarkSynth:
                 canvas.paste(tile, (box[0] - new_box[0], box[1] - new_box[1]))
                 out.append((canvas, col, op))
         return out, new_box
+
+    def _artwork_layers(
+        self,
+        rng: np.random.Generator,
+        px: int,
+        shadow: int,
+        text_fill: Image.Image,
+        color: np.ndarray,
+        opacity: float,
+    ) -> tuple[list[tuple[Image.Image, np.ndarray, float]], tuple[int, ...]]:
+        """Layers of a piece of artwork (its colours, or a silhouette in `color`), maybe
+        with the text beside it in `color`, a drop shadow under both; their shared box
+        centred on the origin."""
+        cfg = self.config
+        parts = artwork_layers(rng, max(8, int(px * rng.uniform(1.2, 3.0))), cfg.artwork_sources)
+        union = Image.fromarray(np.max([np.asarray(t) for t, _ in parts], axis=0))
+        if rng.random() < cfg.artwork_mono_prob:
+            parts = [(union, color)]
+        aw, ah = union.size
+        # The text tile carries the shadow padding already; crop it back off.
+        text = text_fill.crop((0, 0, text_fill.width - shadow, text_fill.height - shadow))
+        with_text = rng.random() < cfg.logo_text_prob
+        gap = max(2, px // 4)
+        width = aw + 2 + shadow + (gap + text.width if with_text else 0)
+        height = max(ah, text.height if with_text else 0) + 2 + shadow
+        placed = [(union, 1, 1 + (height - 2 - shadow - ah) // 2)]
+        if with_text:
+            placed.append((text, 1 + aw + gap, 1 + (height - 2 - shadow - text.height) // 2))
+
+        def canvas(tiles: list[tuple[Image.Image, int, int]], offset: int = 0) -> Image.Image:
+            out = Image.new("L", (width, height), 0)
+            for tile, x, y in tiles:
+                out.paste(255, (x + offset, y + offset), mask=tile)
+            return out
+
+        layers = []
+        if shadow:
+            layers.append((canvas(placed, shadow), np.zeros(3, np.float32), opacity * 0.6))
+        x, y = placed[0][1:]
+        layers += [(canvas([(tile, x, y)]), col, opacity) for tile, col in parts]
+        if with_text:
+            layers.append((canvas(placed[1:]), color, opacity))
+        return layers, (-(width // 2), -(height // 2), width - width // 2, height - height // 2)
 
     def _fill(self, rng: np.random.Generator, color: np.ndarray, period: float) -> np.ndarray:
         """A per-pixel fill (size, size, 3) for a mark: `color` fading into a second colour
