@@ -27,8 +27,13 @@ def test_fast_dev_run_trainer_cpu(make_cfg):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_fast_dev_run_experiments(make_cfg, name, request):
-    # The compression recipes start from a trained checkpoint (the session's tiny one).
-    needs = {"distill_lite0": "callbacks.distillation.teacher", "prune_finetune": "ckpt_from"}
+    # The compression and restore fine-tuning recipes start from a trained checkpoint
+    # (the session's tiny one).
+    needs = {
+        "distill_lite0": "callbacks.distillation.teacher",
+        "prune_finetune": "ckpt_from",
+        "restore_finetune": "ckpt_from",
+    }
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
     if name == "cpu_generalise" and not TUXPAINT_STAMPS.is_dir():
         pytest.skip("cpu_generalise draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")

@@ -131,6 +131,11 @@ class WatermarkDataModule(_Loaders):
         self.real_roots = [real_roots] if isinstance(real_roots, str | Path) else list(real_roots or [])
         self.real_ratio = real_ratio
         self.splits = SyntheticSplits(**_known(SyntheticSplits, splits))
+        if real_ratio > 0 and self.splits.restoration_targets:
+            raise ValueError(
+                "data.restoration_targets=true needs the clean photo of every sample, which real pairs "
+                "lack: set data.real_ratio=0 (or restoration_targets=false)"
+            )
 
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.

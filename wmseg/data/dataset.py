@@ -59,13 +59,22 @@ class SyntheticWatermarks(Dataset):
         seed: int,
         store: DiskSamples | MemorySamples | None = None,
         augment: Augment | None = None,
+        with_clean: bool = False,
     ) -> None:
         if length <= 0:
             raise ValueError(f"dataset length must be > 0, got {length}")
         if store is not None and len(store) != length:
             raise ValueError(f"sample cache holds {len(store)} samples, the split needs {length}")
+        if with_clean and store is not None:
+            raise ValueError(
+                "data.restoration_targets=true renders the clean photos beside the samples, which "
+                "the sample caches do not hold: set data.cache=none"
+            )
         self.synth, self.length, self.seed, self.store = synth, length, seed, store
-        self.augment = augment
+        self.augment, self.with_clean = augment, with_clean
+        if with_clean and augment is not None:
+            # The clean photo moves with the image (flips, crops), as a second image.
+            augment.add_targets({"clean": "image"})
 
     def __len__(self) -> int:
         return self.length
@@ -83,7 +92,19 @@ class SyntheticWatermarks(Dataset):
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return to_tensors(*self.pair(index))
+        if not self.with_clean:
+            return to_tensors(*self.pair(index))
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        (image, mask), clean = self.synth.render_with_clean(self.seed, index)
+        if self.augment is not None:
+            state = int(np.random.SeedSequence([self.seed, index, _AUGMENT_STREAM]).generate_state(1)[0])
+            self.augment.set_random_seed(state)
+            out = self.augment(image=image, mask=mask, clean=clean)
+            image, mask, clean = out["image"], out["mask"], out["clean"]
+        tensors = to_tensors(image, mask)
+        tensors["clean"] = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1).float().div_(255)
+        return tensors
 
 
 def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:

@@ -80,9 +80,11 @@ class SyntheticSplits:
         val_size: int = 256,
         test_size: int = 256,
         seed: int = 0,
+        restoration_targets: bool = False,
     ) -> None:
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         _check_sizes(self.sizes)
+        self.restoration_targets = restoration_targets
         self.synth_config = synth or SynthConfig()
         self.backgrounds, self.val_backgrounds, self.seed = backgrounds, val_backgrounds, seed
         # Checked on construction, so a bad value fails before any rendering.
@@ -113,6 +115,7 @@ class SyntheticSplits:
     def dataset(self, split: str, **kwargs: Any) -> SyntheticWatermarks:
         """Split `split` as tensors; `kwargs` (a sample `store`, an `augment`) go to the dataset."""
         n, seed = self.sizes[split], split_seed(self.seed, split)
+        kwargs.setdefault("with_clean", self.restoration_targets)
         return SyntheticWatermarks(self.synths()[split], n, seed=seed, **kwargs)
 
     def datasets(self) -> dict[str, SyntheticWatermarks]:

@@ -4,6 +4,13 @@ Contract: input `image` float32 (N, 3, H, W) RGB in [0, 1] (N, H, W dynamic; H, 
 multiples of the stride); output `logits` float32 (N, 1, H, W) before the sigmoid;
 normalisation inside the graph; metadata_props `threshold`, `stride`,
 `wmseg_version`, `model_config` (YAML).
+
+A network with a restoration head (`model.net.restore=true`) adds two outputs after
+`logits`: `restored` float32 (N, 3, H, W) in [0, 1], the photo with the mark un-blended
+(meaningful inside the mask only), and `opacity` float32 (N, 1, H, W) in [0, 0.95], the
+mark's opacity (where it is near the top, nothing is left to recover: inpaint there);
+metadata_props `outputs` lists them all. Readers that ask for `logits` by name work on
+both kinds.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from torch import nn
 
 import wmseg
 from wmseg.atomic import write_atomic
+from wmseg.models.restoration import unblend
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,26 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
+RESTORE_OUTPUTS = ("logits", "restored", "opacity")
+
+
+class RestoringGraph(nn.Module):
+    """A restoration network as the exported graph: image -> (logits, restored, opacity)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, colour, opacity = self.net.forward_restore(image)
+        return logits, unblend(image, colour, opacity), opacity
+
+
+def output_names(net: nn.Module) -> tuple[str, ...]:
+    """The graph outputs `net` exports to."""
+    return RESTORE_OUTPUTS if getattr(net, "restore_head", None) is not None else ("logits",)
+
+
 def export_onnx(
     net: nn.Module,
     path: str | Path,
@@ -53,6 +81,10 @@ def export_onnx(
     if sample_hw[0] % stride or sample_hw[1] % stride:
         raise ValueError(f"export sample size {sample_hw} must be a multiple of the stride {stride}")
     sample = torch.rand(2 if dynamic else 1, 3, *sample_hw)
+    outputs = output_names(net)
+    if len(outputs) > 1:
+        net = RestoringGraph(net).eval()
+        metadata = {**metadata, "outputs": ",".join(outputs)}
     dims = None
     if dynamic:
         auto = torch.export.Dim.AUTO
@@ -61,7 +93,7 @@ def export_onnx(
         net,
         (sample,),
         input_names=["image"],
-        output_names=["logits"],
+        output_names=list(outputs),
         opset_version=opset,
         dynamo=True,
         dynamic_shapes=dims,

@@ -69,19 +69,22 @@ def _feather(n: int, at_start: bool, at_end: bool, overlap: int) -> np.ndarray:
 
 
 def predict_tiled(
-    predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 128
+    predictor: Predictor, image: np.ndarray, tile: int = 1024, overlap: int = 128, restore: bool = False
 ) -> np.ndarray:
-    """Probabilities (H, W) for one large uint8 image, from overlapping tiles.
+    """Probabilities (H, W) for one large uint8 image, from overlapping tiles; with
+    `restore`, all of the predictor's `restore` outputs (C, H, W), channel 0 the
+    probabilities.
 
-    Where tiles overlap, their logits are blended with weights that fall off towards each
-    tile's inner edges (where it lacks context), so no seam shows; memory stays that of
-    one tile.
+    Where tiles overlap, their outputs (logits, not probabilities) are blended with
+    weights that fall off towards each tile's inner edges (where it lacks context), so no
+    seam shows; memory stays that of one tile.
     """
     s = predictor.stride
+    run = predictor.restore if restore else predictor.logits  # type: ignore[attr-defined]
     tile = max(s, tile - tile % s)
     h, w = image.shape[:2]
     chw = to_chw(image)
-    total = np.zeros((h, w), np.float32)
+    total: np.ndarray | None = None
     count = np.zeros((h, w), np.float32)
     step = max(s, tile - overlap)
     ys = sorted({*range(0, max(h - tile, 0) + 1, step), max(h - tile, 0)})
@@ -95,9 +98,15 @@ def predict_tiled(
             weight = np.outer(
                 _feather(ch, y == 0, y + ch >= h, overlap), _feather(cw, x == 0, x + cw >= w, overlap)
             )
-            total[y : y + ch, x : x + cw] += predictor.logits(padded)[0, 0, :ch, :cw] * weight
+            out = run(padded)[0, :, :ch, :cw]
+            if total is None:
+                total = np.zeros((out.shape[0], h, w), np.float32)
+            total[:, y : y + ch, x : x + cw] += out * weight
             count[y : y + ch, x : x + cw] += weight
-    return sigmoid(total / count)
+    assert total is not None
+    total /= count
+    total[0] = sigmoid(total[0])
+    return total if restore else total[0]
 
 
 def predict_items(

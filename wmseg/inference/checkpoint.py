@@ -84,19 +84,25 @@ def build_net(net_config: dict[str, Any], source: str | Path = "config") -> nn.M
 
 
 def load_weights(
-    net: nn.Module, ckpt: dict[str, Any], path: str | Path, asked: str | None = None
+    net: nn.Module,
+    ckpt: dict[str, Any],
+    path: str | Path,
+    asked: str | None = None,
+    new_heads: tuple[str, ...] = (),
 ) -> nn.Module:
     """Checkpoint `ckpt`'s network weights (read from `path`) loaded into `net`, in place:
     a channel-pruned checkpoint first gives its layers the stored channel counts. A
     mismatch raises CheckpointError naming the differing tensors; `asked` names the
-    encoder of the config `net` was built from, for that message."""
+    encoder of the config `net` was built from, for that message. Tensors of `net` under
+    the prefixes `new_heads` may be missing from the checkpoint (they keep their initial
+    values: a head added for fine-tuning)."""
     if ARCHITECTURE in ckpt:
         # Layers of another network (a model override): the comparison below names what differs.
         with contextlib.suppress(ValueError):
             apply_architecture(net, check_architecture(ckpt[ARCHITECTURE], str(path)), str(path))
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     own = net.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(k for k in set(own) - set(state) if not (new_heads and k.startswith(new_heads)))
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
     if missing or unexpected or wrong:
@@ -115,7 +121,7 @@ def load_weights(
             f"(trained as {trained.get('encoder_name')}, asked for {asked or trained.get('encoder_name')}): "
             f"{detail}. Drop the model override to use the config stored in the checkpoint."
         )
-    net.load_state_dict(state)
+    net.load_state_dict(state, strict=not new_heads)
     return net
 
 

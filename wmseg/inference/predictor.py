@@ -1,4 +1,8 @@
-"""One interface over a PyTorch network and an ONNX Runtime session: batch in, logits out."""
+"""One interface over a PyTorch network and an ONNX Runtime session: batch in, logits out.
+
+A model with a restoration head (`model.net.restore=true`) also has `restores` true and
+`restore(batch)`: the logits, the photo un-blended from the mark and the mark's opacity,
+stacked as (N, 5, H, W) (wmseg.export.onnx documents the outputs)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ class Predictor(Protocol):
         ...
 
 
+# The channels of `restore(batch)`: logits, the restored photo (RGB in [0, 1]), opacity.
+RESTORE_CHANNELS = 5
+
+
+def restores(predictor: object) -> bool:
+    """Whether `predictor` has the restoration outputs (`restore(batch)`)."""
+    return bool(getattr(predictor, "restores", False))
+
+
 class TorchPredictor:
     def __init__(
         self, ckpt: str | Path, device: str = "cpu", net_config: dict | None = None, fp16: bool = False
@@ -36,11 +49,23 @@ class TorchPredictor:
         self.stride = int(getattr(loaded.net, "stride", 32))
         self.config = loaded.config
         self.name = f"torch:{loaded.path}"
+        self.restores = getattr(loaded.net, "restore_head", None) is not None
 
     @torch.inference_mode()
     def logits(self, batch: np.ndarray) -> np.ndarray:
         with torch.autocast("cuda", torch.float16, enabled=self.fp16):
             return self.net(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def restore(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 5, H, W): logits, the restored photo (RGB), the mark's opacity."""
+        from wmseg.models.restoration import unblend
+
+        image = torch.from_numpy(batch).to(self.device)
+        with torch.autocast("cuda", torch.float16, enabled=self.fp16):
+            logits, colour, opacity = self.net.forward_restore(image)
+        logits, colour, opacity = logits.float(), colour.float(), opacity.float()
+        return torch.cat([logits, unblend(image, colour, opacity), opacity], 1).cpu().numpy()
 
 
 class OnnxPredictor:
@@ -78,9 +103,18 @@ class OnnxPredictor:
         self.threshold, self.stride, self.model_config = read_contract(meta, path)
         self.metadata = meta
         self.name = f"onnx:{path}"
+        names = {o.name for o in self.session.get_outputs()}
+        self.restores = {"restored", "opacity"} <= names
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"image": np.ascontiguousarray(batch, np.float32)})[0]
+
+    def restore(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 5, H, W): logits, the restored photo (RGB), the mark's opacity."""
+        outputs = self.session.run(
+            ["logits", "restored", "opacity"], {"image": np.ascontiguousarray(batch, np.float32)}
+        )
+        return np.concatenate(outputs, axis=1)
 
 
 def read_contract(meta: dict[str, str], path: Path) -> tuple[float, int, dict | None]:
@@ -124,8 +158,13 @@ class FlipAveraged:
         self.predictor = predictor
         self.threshold, self.stride = predictor.threshold, predictor.stride
         self.name = f"{predictor.name} (flip-averaged)"
+        self.restores = restores(predictor)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         # Two calls, not one doubled batch: the caller sized `batch` to its pixel budget.
         mirrored = self.predictor.logits(np.ascontiguousarray(batch[..., ::-1]))
         return 0.5 * (self.predictor.logits(batch) + mirrored[..., ::-1])
+
+    def restore(self, batch: np.ndarray) -> np.ndarray:
+        mirrored = self.predictor.restore(np.ascontiguousarray(batch[..., ::-1]))
+        return 0.5 * (self.predictor.restore(batch) + mirrored[..., ::-1])

@@ -1,4 +1,5 @@
-"""Segmentation losses on logits (N, 1, H, W) against binary masks of the same shape."""
+"""Segmentation losses on logits (N, 1, H, W) against binary masks of the same shape,
+the distillation loss, and the restoration loss on restored photos."""
 
 from __future__ import annotations
 
@@ -105,3 +106,33 @@ class BinaryDistillation(nn.Module):
         t_log = F.log_softmax(t_flat, dim=2)
         cwd = (t_log.exp() * (t_log - F.log_softmax(s_flat, dim=2))).sum(2).mean() * c * c
         return kd + self.cwd_weight * cwd
+
+
+class RestorationLoss(nn.Module):
+    """L1 between the restored and the clean photo (N, 3, H, W) inside the true mark (the
+    rest of the image is the input, bit for bit, at removal), plus `gradient_weight` times
+    the L1 of their horizontal and vertical differences there (edges and texture under
+    the mark). Zero when the restoration is the clean photo; zero on unmarked images."""
+
+    def __init__(self, l1_weight: float = 1.0, gradient_weight: float = 0.0) -> None:
+        super().__init__()
+        if min(l1_weight, gradient_weight) < 0 or l1_weight + gradient_weight == 0:
+            raise ValueError(
+                "model.restoration_loss.l1_weight and gradient_weight must be >= 0 and not both 0"
+            )
+        self.l1_weight, self.gradient_weight = l1_weight, gradient_weight
+
+    def forward(self, restored: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        restored, clean, mask = restored.float(), clean.float(), mask.float()
+        n = mask.sum()
+        if n == 0:
+            return restored.sum() * 0.0  # keeps the graph (DDP) with nothing to learn
+        loss = self.l1_weight * ((restored - clean).abs() * mask).sum() / (3 * n)
+        if self.gradient_weight:
+            for dim in (2, 3):
+                d_r, d_c = restored.diff(dim=dim), clean.diff(dim=dim)
+                m = mask.narrow(dim, 1, mask.shape[dim] - 1) * mask.narrow(dim, 0, mask.shape[dim] - 1)
+                loss = loss + self.gradient_weight * ((d_r - d_c).abs() * m).sum() / (
+                    3 * m.sum().clamp(min=1)
+                )
+        return loss

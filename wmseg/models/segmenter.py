@@ -19,6 +19,7 @@ from torchmetrics.classification import (
 
 from wmseg.metrics import MeanImageIoUCurve, best_threshold, check_calibrate_metric, f1_best_threshold
 from wmseg.models.compression import ARCHITECTURE, apply_architecture, architecture, check_architecture
+from wmseg.models.restoration import unblend
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -65,12 +66,24 @@ class WatermarkSegmenter(L.LightningModule):
         encoder_lr_scale: float = 1.0,
         calibrate_threshold: bool = False,
         calibrate_metric: str = "f1",
+        restoration_loss: nn.Module | None = None,
+        restoration_weight: float = 1.0,
     ) -> None:
         super().__init__()
         # Only plain values go into the checkpoint, so it loads with weights_only=True;
         # the network, loss and factories are rebuilt from the run config stored beside.
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "restoration_loss"], logger=False
+        )
         self.net, self.loss_fn = net, loss
+        if restoration_loss is not None and getattr(net, "restore_head", None) is None:
+            raise ValueError(
+                "model.restoration_loss is set but the network has no restoration head: "
+                "set model.net.restore=true (or model.restoration_loss=null)"
+            )
+        if restoration_weight < 0:
+            raise ValueError(f"model.restoration_weight must be >= 0, got {restoration_weight}")
+        self.restoration_loss, self.restoration_weight = restoration_loss, restoration_weight
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.threshold = threshold
         if encoder_lr_scale < 0.0:
@@ -100,15 +113,36 @@ class WatermarkSegmenter(L.LightningModule):
         return self.net(image)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["image"])
-        loss = self.loss_fn(logits, batch["mask"])
         n = batch["image"].shape[0]
+        if self.restoration_loss is None:
+            logits = self(batch["image"])
+            loss = self.loss_fn(logits, batch["mask"])
+        else:
+            logits, restoration = self._restoration_step(batch, stage)
+            loss = self.loss_fn(logits, batch["mask"]) + self.restoration_weight * restoration
         if stage == "train" and self.extra_loss is not None:
             extra = self.extra_loss(batch["image"], logits)
             self.log("train/extra_loss", extra, batch_size=n)
             loss = loss + extra
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
         return loss, logits
+
+    def _restoration_step(
+        self, batch: dict[str, torch.Tensor], stage: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits and the restoration loss of the photo un-blended from the mark."""
+        if "clean" not in batch:
+            raise ValueError(
+                "the restoration loss needs the clean photos: set data.restoration_targets=true "
+                "(synthetic data only)"
+            )
+        image = batch["image"]
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        logits, colour, opacity = self.net.forward_restore(image)
+        loss = self.restoration_loss(unblend(batch["image"], colour, opacity), batch["clean"], batch["mask"])
+        self.log(f"{stage}/restoration_loss", loss, batch_size=image.shape[0], sync_dist=stage != "train")
+        return logits, loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits = self._step(batch, "train")

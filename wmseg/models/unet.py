@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from wmseg.models.pretrained import input_statistics, load_encoder_weights
+from wmseg.models.restoration import MAX_OPACITY
 
 
 class WatermarkUnet(nn.Module):
@@ -33,6 +34,7 @@ class WatermarkUnet(nn.Module):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         freeze_encoder_bn: bool = False,
+        restore: bool = False,
     ) -> None:
         super().__init__()
         if freeze_encoder_bn and not encoder_weights:
@@ -62,6 +64,15 @@ class WatermarkUnet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.stride = 2**encoder_depth
+        # The restoration head: the mark's colour (3) and opacity (1) per pixel, from the
+        # same decoder features as the mask (`forward_restore`); `forward` never runs it,
+        # so a mask-only caller pays nothing.
+        self.restore_head = None
+        if restore:
+            ch = list(decoder_channels)[:encoder_depth][-1]
+            self.restore_head = nn.Sequential(
+                nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, 4, 3, padding=1)
+            )
         self.freeze_encoder_bn = freeze_encoder_bn
         self.train()  # applies freeze_encoder_bn: Lightning keeps modules' modes as it finds them
 
@@ -85,3 +96,14 @@ class WatermarkUnet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.unet((image - self.mean) / self.std)  # (N, 1, H, W) logits
+
+    def forward_restore(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask logits (N, 1, H, W), the mark's colour (N, 3, H, W) in [0, 1] and its
+        opacity (N, 1, H, W) in [0, MAX_OPACITY]: `unblend(image, colour, opacity)` is
+        the photo under the mark."""
+        if self.restore_head is None:
+            raise ValueError("this network has no restoration head: build it with model.net.restore=true")
+        features = self.unet.encoder((image - self.mean) / self.std)
+        decoded = self.unet.decoder(features)
+        out = self.restore_head(decoded)
+        return self.unet.segmentation_head(decoded), out[:, :3].sigmoid(), MAX_OPACITY * out[:, 3:].sigmoid()

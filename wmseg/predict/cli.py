@@ -37,6 +37,14 @@ def check_predict_config(cfg: DictConfig) -> None:
         ("video.crf", 0),
     ):
         require_int(cfg, key, minimum, nullable=False)
+    require_probability(cfg, "opaque")
+    if cfg.get("opaque") is None:
+        raise ConfigError("opaque=null: give the mark opacity (0-1) above which remover=restore inpaints")
+    if cfg.remover not in ("inpaint", "restore"):
+        raise ConfigError(
+            f"remover={cfg.remover}: use inpaint (paint over the mask) or restore (un-blend the mark; "
+            "a model with a restoration head)"
+        )
     if cfg.precision not in ("int8", "fp32"):
         raise ConfigError(f"precision={cfg.precision}: use int8 or fp32 (of the bundled model)")
 
@@ -77,6 +85,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         device=cfg.device,
         threads=cfg.threads,
         precision=cfg.precision,
+        remover=cfg.remover,
+        opaque=cfg.opaque,
     )
     return remover.run(
         cfg.input,

@@ -11,8 +11,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from wmseg.errors import UserError
 from wmseg.inference.batching import pad_batch, padded_shape, predict_tiled, sigmoid
-from wmseg.inference.predictor import Predictor
+from wmseg.inference.predictor import Predictor, restores
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +89,51 @@ class DetectOptions:
 
 
 class Detector:
-    """Watermark probabilities for uint8 RGB images, batched and tiled.
+    """Watermark probabilities for uint8 RGB images, batched and tiled; with `restore`,
+    also the restoration outputs of a model that has them (`maps`).
 
     Example:
         >>> detector = Detector(OnnxPredictor("model.int8.onnx"))  # doctest: +SKIP
         >>> probs = detector.probabilities([image_a, image_b])  # doctest: +SKIP
     """
 
-    def __init__(self, predictor: Predictor, options: DetectOptions | None = None) -> None:
-        self.predictor, self.options = predictor, options or DetectOptions()
+    def __init__(
+        self, predictor: Predictor, options: DetectOptions | None = None, restore: bool = False
+    ) -> None:
+        if restore and not restores(predictor):
+            raise UserError(
+                f"remover=restore: {predictor.name} has no restoration outputs; use remover=inpaint, "
+                "or a model trained with a restoration head (experiment=cpu_restore) and exported"
+            )
+        self.predictor, self.options, self.restore = predictor, options or DetectOptions(), restore
         self.batch = AdaptiveBatch(self.options.batch_images, self.options.grow_after)
 
     def _same_shape(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         stack = pad_batch(images, self.predictor.stride)
-        logits = self.predictor.logits(stack)  # (N, 1, ph, pw)
-        return [sigmoid(out[0, : im.shape[0], : im.shape[1]]) for im, out in zip(images, logits, strict=True)]
+        # (N, C, ph, pw): C = 1 (logits), or 5 with the restoration outputs
+        outputs = self.predictor.restore(stack) if self.restore else self.predictor.logits(stack)  # type: ignore[attr-defined]
+        maps = []
+        for im, out in zip(images, outputs, strict=True):
+            out = np.array(out[:, : im.shape[0], : im.shape[1]], np.float32)
+            out[0] = sigmoid(out[0])
+            maps.append(out)
+        return maps
 
     def tiled(self, image: np.ndarray) -> np.ndarray:
         o = self.options
-        return predict_tiled(self.predictor, image, tile=o.tile, overlap=o.overlap)
+        out = predict_tiled(self.predictor, image, tile=o.tile, overlap=o.overlap, restore=self.restore)
+        return out if self.restore else out[None]
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """(H, W) float32 probabilities per image, in order. Images of one padded shape
-        share batches of at most `batch_pixels`; larger images than `tile_pixels` run in
-        tiles. Callers group images by shape for full batches (`group_key`)."""
+        """(H, W) float32 probabilities per image, in order (see `maps`)."""
+        return [m[0] for m in self.maps(images)]
+
+    def maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """(C, H, W) float32 per image, in order: channel 0 the probabilities; with
+        `restore`, channels 1-3 the restored photo (RGB in [0, 1]) and 4 the mark's
+        opacity. Images of one padded shape share batches of at most `batch_pixels`;
+        larger images than `tile_pixels` run in tiles. Callers group images by shape for
+        full batches (`group_key`)."""
         out: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):

@@ -123,7 +123,10 @@ class Remover:
 
     `model`: a .onnx or .ckpt path, a Predictor, or None for the bundled model.
     `threshold`: None takes the model's own. `margin`: px the mask grows by before
-    inpainting. `inpainter`: None is OpenCV's Telea."""
+    inpainting. `inpainter`: None is OpenCV's Telea. `remover`: `inpaint` paints over the
+    mask; `restore` (a model with a restoration head) un-blends the mark from the photo
+    under the mask and inpaints only where the mark's opacity is at least `opaque`
+    (nothing left there to recover)."""
 
     def __init__(
         self,
@@ -136,14 +139,21 @@ class Remover:
         device: str | None = None,
         threads: int = 0,
         precision: str = "int8",
+        remover: str = "inpaint",
+        opaque: float = 0.9,
     ) -> None:
+        if remover not in REMOVERS:
+            raise UserError(f"remover={remover}: use one of {', '.join(REMOVERS)}")
+        if not 0.0 < opaque <= 1.0:
+            raise UserError(f"opaque={opaque}: give the mark opacity (0, 1] above which to inpaint")
         if model is None or isinstance(model, str | Path):
             self.predictor = load_predictor(model, device=device, threads=threads, precision=precision)
         else:
             self.predictor = model
         self.threshold = float(self.predictor.threshold if threshold is None else threshold)
-        self.margin = margin
-        self.detector = Detector(self.predictor, detect)
+        self.margin, self.opaque = margin, opaque
+        self.restore = remover == "restore"
+        self.detector = Detector(self.predictor, detect, restore=self.restore)
         self._inpainter = inpainter
 
     @property
@@ -155,23 +165,55 @@ class Remover:
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.detector.probabilities(images)
 
+    def maps(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """(C, H, W) per image: the probabilities, then (remover=restore) the restored
+        photo and the mark's opacity (Detector.maps)."""
+        return self.detector.maps(images)
+
     def mask(self, image: np.ndarray) -> np.ndarray:
         """bool (H, W): where `image` (uint8 (H, W, 3) RGB) holds a watermark."""
         return self.probabilities([image])[0] >= self.threshold
 
-    def remove(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """`image` with the watermark under `mask` (grown by `margin`) inpainted."""
-        return fill(self.inpainter, image, dilate(mask, self.margin))
+    def remove(self, image: np.ndarray, mask: np.ndarray, maps: np.ndarray | None = None) -> np.ndarray:
+        """`image` with the watermark under `mask` (grown by `margin`) removed; every other
+        pixel exactly as it was. remover=restore takes the restored photo from `maps` (this
+        image's `maps`; computed when None) and inpaints only its opaque part."""
+        region = dilate(mask, self.margin)
+        if not self.restore:
+            return fill(self.inpainter, image, region)
+        if maps is None:
+            maps = self.maps([image])[0]
+        return restore(image, region, maps, self.opaque, self.inpainter)
 
     def clean(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cleaned image, detected mask) for one uint8 (H, W, 3) RGB image."""
-        mask = self.mask(image)
-        return self.remove(image, mask), mask
+        maps = self.maps([image])[0]
+        mask = maps[0] >= self.threshold
+        return self.remove(image, mask, maps), mask
 
     def run(self, input: str | Path, output: str | Path, **options: Any) -> dict[str, Any]:
         """Process `input` (image, video, folder, or .txt list) into `output`; see RunOptions.
         Returns the summary also written to `<output>/summary.json`."""
         return _Run(self, input, output, RunOptions(**options)).execute()
+
+
+REMOVERS = ("inpaint", "restore")
+
+
+def restore(
+    image: np.ndarray, region: np.ndarray, maps: np.ndarray, opaque: float, inpainter: Inpainter
+) -> np.ndarray:
+    """`image` (uint8 (H, W, 3)) with the restored photo of `maps` ((5, H, W): probability,
+    RGB in [0, 1], opacity) inside `region` (bool (H, W)), the inpainter's fill where the
+    opacity there is at least `opaque`, and the input bit for bit outside `region`."""
+    if maps.shape[0] < 4 or maps.shape[1:] != image.shape[:2]:
+        raise ValueError(f"restoration maps {maps.shape} do not fit the image {image.shape}")
+    if not region.any():
+        return image.copy()
+    restored = np.rint(np.clip(maps[1:4].transpose(1, 2, 0), 0.0, 1.0) * 255.0).astype(np.uint8)
+    out = np.where(region[..., None], restored, image)
+    opaque_part = region & (maps[4] >= opaque)
+    return fill(inpainter, out, opaque_part) if opaque_part.any() else out
 
 
 class _Run:
@@ -254,14 +296,14 @@ class _Run:
             def run_group(key: tuple[int, int]) -> None:
                 members = groups.pop(key)
                 try:
-                    probs = detector.probabilities([src.rgb for _, src in members])
+                    maps = detector.maps([src.rgb for _, src in members])
                 except Exception as err:  # one bad batch never stops the rest
                     for job, _ in members:
                         self.fail(job, f"detection failed: {type(err).__name__}: {err}")
                     return
-                for (job, src), prob in zip(members, probs, strict=True):
+                for (job, src), image_maps in zip(members, maps, strict=True):
                     collect(o.queue - 1)
-                    writing.append((job, encode.submit(self._write_image, job, src, prob)))
+                    writing.append((job, encode.submit(self._write_image, job, src, image_maps)))
 
             refill()
             while decoding:
@@ -293,14 +335,14 @@ class _Run:
             self.summary.images += 1
             self.finished(job)
 
-    def _write_image(self, job: Job, src: SourceImage, prob: np.ndarray) -> None:
-        mask = prob >= self.remover.threshold
+    def _write_image(self, job: Job, src: SourceImage, maps: np.ndarray) -> None:
+        mask = maps[0] >= self.remover.threshold
         # The cleaned file is written last: a job counts as done when all its files exist.
         write_bytes_atomic(job.mask, encode_png(mask.astype(np.uint8) * 255))
         if self.options.overlay:
             write_bytes_atomic(job.overlay, encode_jpeg(tint(src.rgb, mask)))
         if self.options.remove:
-            write_like(src, self.remover.remove(src.rgb, mask), job.clean)
+            write_like(src, self.remover.remove(src.rgb, mask, maps), job.clean)
 
     # --- videos -------------------------------------------------------------------
 

@@ -196,21 +196,21 @@ def _stream(remover: Remover, source, options: VideoOptions, encoders: dict[str,
     """Detect in batches, smooth over a centred window, encode in order; returns frames."""
     half = options.window // 2
     decoded: list[tuple[object, np.ndarray]] = []  # frames waiting for the detector
-    window: deque[tuple[object, np.ndarray, np.ndarray]] = deque()  # (frame, upright rgb, prob)
+    window: deque[tuple[object, np.ndarray, np.ndarray]] = deque()  # (frame, upright rgb, maps)
     base = written = 0  # the index of window[0]; frames written so far
 
     def emit() -> None:
         nonlocal base, written
         center = written - base
-        frame, rgb, _ = window[center]
+        frame, rgb, maps = window[center]
         lo, hi = max(0, center - half), min(len(window), center + half + 1)
-        mask = np.mean([window[i][2] for i in range(lo, hi)], axis=0) >= remover.threshold
+        mask = np.mean([window[i][2][0] for i in range(lo, hi)], axis=0) >= remover.threshold
         rotation = int(getattr(frame, "rotation", 0) or 0)
         encoders["mask"].frame(_stored(mask.astype(np.uint8) * 255, rotation), frame)
         if "overlay" in encoders:
             encoders["overlay"].frame(_stored(tint(rgb, mask), rotation), frame)
         if "clean" in encoders:
-            encoders["clean"].frame(_stored(remover.remove(rgb, mask), rotation), frame)
+            encoders["clean"].frame(_stored(remover.remove(rgb, mask, maps), rotation), frame)
         written += 1
         while base < written - half:  # frames no later mask needs
             window.popleft()
@@ -218,8 +218,8 @@ def _stream(remover: Remover, source, options: VideoOptions, encoders: dict[str,
 
     def detect(final: bool) -> None:
         if decoded:
-            probs = remover.probabilities([rgb for _, rgb in decoded])
-            window.extend((frame, rgb, prob) for (frame, rgb), prob in zip(decoded, probs, strict=True))
+            maps = remover.maps([rgb for _, rgb in decoded])
+            window.extend((frame, rgb, m) for (frame, rgb), m in zip(decoded, maps, strict=True))
             decoded.clear()
         # A frame is written once the `half` frames after it are known (all, at the end).
         while written < base + len(window) - (0 if final else half):

@@ -309,6 +309,17 @@ class WatermarkSynth:
             check_artwork_sources(self.config.artwork_sources)
 
     def render(self, seed: int, index: int) -> Sample:
+        """Sample `index` of stream `seed`."""
+        return self._render(seed, index, with_clean=False)[0]
+
+    def render_with_clean(self, seed: int, index: int) -> tuple[Sample, np.ndarray]:
+        """Sample `index` of stream `seed` (the same as `render`'s) and its photo without
+        the marks, (H, W, 3) uint8, degraded exactly as the image: the restoration target."""
+        sample, clean = self._render(seed, index, with_clean=True)
+        assert clean is not None
+        return sample, clean
+
+    def _render(self, seed: int, index: int, with_clean: bool) -> tuple[Sample, np.ndarray | None]:
         cfg = self.config
         rng = np.random.default_rng([seed, index])
         if cfg.texture_clean_prob > 0:
@@ -338,7 +349,13 @@ class WatermarkSynth:
         if cfg.footprint_blur > 0:
             diff = gaussian_filter(diff, cfg.footprint_blur, mode="nearest")
         mask = (diff >= cfg.visibility_threshold).astype(np.uint8)
-        return Sample(self._degrade(rng, image), mask)
+        if not with_clean:
+            return Sample(self._degrade(rng, image), mask), None
+        # The clean photo through the very same degradations (colour shift, blur, resize,
+        # noise, JPEG quality): a copy of the stream replays every draw.
+        replay = np.random.Generator(type(rng.bit_generator)())
+        replay.bit_generator.state = rng.bit_generator.state
+        return Sample(self._degrade(rng, image), mask), self._degrade(replay, clean)
 
     def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
         """Draw one mark (or one tiled grid of it) into `image` in place."""

@@ -116,6 +116,16 @@ def ref_logits(net: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
     return net(torch.from_numpy(batch)).numpy()
 
 
+@torch.inference_mode()
+def ref_restore(net: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    """(N, 5, H, W) as the exported restoration outputs: logits, restored photo, opacity."""
+    from wmseg.models.restoration import unblend
+
+    image = torch.from_numpy(batch)
+    logits, colour, opacity = net.forward_restore(image)
+    return torch.cat([logits, unblend(image, colour, opacity), opacity], 1).numpy()
+
+
 def ref_mask(net: torch.nn.Module, images: np.ndarray, threshold: float) -> np.ndarray:
     logits = np.concatenate([ref_logits(net, images[i : i + 8]) for i in range(0, len(images), 8)])
     return logits[:, 0] > logit(threshold)
@@ -140,6 +150,16 @@ def measure(
     x = torch.rand(*shapes.parity, generator=torch.Generator().manual_seed(0)).numpy()
     ref = ref_logits(loaded.net, x)
     parity = {name: float(np.abs(s.logits(x) - ref).max()) for name, s in sessions.items()}
+    restoring = {}
+    if getattr(loaded.net, "restore_head", None) is not None:
+        # The extra outputs of a restoration model (the photo in [0, 1], the opacity).
+        ref_r = ref_restore(loaded.net, x)
+        outs = {name: s.restore(x) for name, s in sessions.items()}
+        diff = {n: np.abs(o - ref_r) for n, o in outs.items()}
+        restoring = {
+            "parity_max_abs_restored_diff": {n: float(d[:, 1:4].max()) for n, d in diff.items()},
+            "parity_max_abs_opacity_diff": {n: float(d[:, 4:].max()) for n, d in diff.items()},
+        }
 
     n = len(val_split) if cfg.parity.val_samples is None else min(int(cfg.parity.val_samples), len(val_split))
     items = [val_split[i] for i in range(n)]
@@ -156,6 +176,7 @@ def measure(
     speed |= {name: images_per_s(s.logits, batch) for name, s in sessions.items()}
     return {
         "parity_max_abs_logit_diff": parity,
+        **restoring,
         "parity_shape": list(x.shape),
         "val_samples": n,
         "val_iou_vs_truth": {name: mask_iou(m, truth) for name, m in masks.items()},
@@ -181,6 +202,10 @@ def report_markdown(report: dict[str, Any], rows: dict[str, Path]) -> str:
             f"| {name} | {path.stat().st_size / 1e6:.1f} | {parity[name]:.2e} | {val_iou[name]:.4f} | "
             f"{agreement.get(name, 1.0):.4f} | {speed[name]:.1f} |"
         )
+    if "parity_max_abs_restored_diff" in report:
+        restored, opacity = report["parity_max_abs_restored_diff"], report["parity_max_abs_opacity_diff"]
+        lines += ["", "Restoration outputs against torch (max abs difference, values in [0, 1]):", ""]
+        lines += [f"- {name}: restored {restored[name]:.2e}, opacity {opacity[name]:.2e}" for name in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -32,7 +32,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
     if start is not None:
-        load_weights(model.net, start, cfg.ckpt_from)
+        # A restoration head the checkpoint lacks (model.net.restore=true) starts fresh.
+        load_weights(model.net, start, cfg.ckpt_from, new_heads=("restore_head.",))
         log.info("starting from the weights of %s", cfg.ckpt_from)
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), EmbedRunConfig(cfg)]
     loggers = instantiate_loggers(cfg.get("logger"))
@@ -81,7 +82,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _start_from(cfg: DictConfig) -> dict[str, Any]:
     """`ckpt_from=`: the run starts from a trained checkpoint's weights (a new run, unlike
     `ckpt_path=`, which resumes one). Its network config replaces `model.net`, so the run
-    config stored in this run's checkpoints describes the network they hold."""
+    config stored in this run's checkpoints describes the network they hold; only
+    `model.net.restore=true` is kept, to add a restoration head to a trained detector."""
     if cfg.get("ckpt_path"):
         raise ConfigError(
             "give ckpt_from= (start a new run from a checkpoint's weights) or ckpt_path= (resume "
@@ -91,8 +93,11 @@ def _start_from(cfg: DictConfig) -> dict[str, Any]:
     stored = ckpt.get("wmseg", {}).get("config", {}).get("model", {}).get("net")
     if not isinstance(stored, dict):
         raise ConfigError(f"ckpt_from={cfg.ckpt_from}: the checkpoint holds no network config")
+    restore = bool(cfg.model.net.get("restore", False))
     with open_dict(cfg):
         cfg.model.net = trained_net_config(stored, cfg.ckpt_from)
+        if restore:
+            cfg.model.net.restore = True
     return ckpt
 
 

@@ -1,0 +1,187 @@
+"""Removal quality of restoration against inpainting, on photos with clean originals.
+
+    python experiments/restoration_removal.py --model <restore best.ckpt | model.onnx> \
+        [--eval ../shared/eval/aucourde] [--synthetic 64] [--out experiments/results/restoration/removal]
+
+For each image: PSNR and SSIM against the clean original, over the whole image and inside
+the true mask, for doing nothing, OpenCV Telea with the predicted mask, Telea with the
+true mask, and restoration (`remover=restore`) with the predicted mask. `--eval` is a set
+with `images/`, `masks/` and `clean/` (evaluation only: it chooses nothing);
+`--synthetic N` adds the first N images of the model's own synthetic test split (its
+stored run config, rendered with the clean photos). Writes `<out>.json`, `<out>.md` and a
+picture grid `<out>_grid.jpg` (input | Telea, predicted mask | restored | clean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+from wmseg.atomic import write_bytes_atomic, write_text_atomic
+from wmseg.image_files import read_mask, read_rgb
+from wmseg.predict import OpenCVInpainter, Remover
+from wmseg.predict.inpaint import dilate, fill
+
+ROWS = ("nothing", "telea, predicted mask", "telea, true mask", "restore, predicted mask")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
+    diff = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    mse = diff[region].mean() if region is not None else diff.mean()
+    return float(10 * np.log10(255**2 / mse)) if mse > 0 else 100.0  # identical: capped
+
+
+def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
+    _, full = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
+    full = full.mean(axis=2)
+    return float(full[region].mean() if region is not None else full.mean())
+
+
+def pairs_of(eval_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    out = []
+    for path in sorted((eval_dir / "images").iterdir()):
+        image = read_rgb(path)
+        clean_path = next((eval_dir / "clean").glob(f"{path.stem}.*"), None)
+        if clean_path is None:
+            raise SystemExit(f"{eval_dir / 'clean'} has no original for {path.name}")
+        clean = read_rgb(clean_path)
+        truth = read_mask(eval_dir / "masks" / f"{path.stem}.png", image.shape[:2]).astype(bool)
+        out.append((path.name, image, truth, clean))
+    return out
+
+
+def synthetic_pairs(ckpt: Path, n: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    from wmseg.inference import load_model
+    from wmseg.tasks.run_data import stored_splits
+
+    loaded = load_model(ckpt)
+    config = json.loads(json.dumps(loaded.config))
+    config["data"]["restoration_targets"] = True
+    test = stored_splits(config, ckpt, "the synthetic removal check").datasets()["test"]
+    to_u8 = lambda t: (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
+    items = [test[i] for i in range(min(n, len(test)))]
+    return [
+        (f"synthetic_{i}", to_u8(it["image"]), it["mask"][0].numpy() > 0.5, to_u8(it["clean"]))
+        for i, it in enumerate(items)
+    ]
+
+
+def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np.ndarray | None]:
+    telea = OpenCVInpainter()
+    scores: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in ROWS}
+    grid = []
+    for _, image, truth, clean in pairs:
+        if clean.shape != image.shape:
+            raise SystemExit(f"clean original {clean.shape} does not match the image {image.shape}")
+        maps = remover.maps([image])[0]
+        predicted = maps[0] >= remover.threshold
+        outs = {
+            "nothing": image,
+            "telea, predicted mask": fill(telea, image, dilate(predicted, remover.margin)),
+            "telea, true mask": fill(telea, image, dilate(truth, remover.margin)),
+            "restore, predicted mask": remover.remove(image, predicted, maps),
+        }
+        for name, out in outs.items():
+            region = truth if truth.any() else None
+            scores[name].append(
+                (psnr(out, clean), psnr(out, clean, region), ssim(out, clean), ssim(out, clean, region))
+            )
+        if len(grid) < grid_rows:
+            row = [image, outs["telea, predicted mask"], outs["restore, predicted mask"], clean]
+            h = 256
+            grid.append(
+                np.concatenate(
+                    [np.asarray(Image.fromarray(x).resize((h * x.shape[1] // x.shape[0], h))) for x in row], 1
+                )
+            )
+    table = {
+        name: {
+            "images": len(v),
+            "psnr_whole": float(np.mean([x[0] for x in v])),
+            "psnr_in_mask": float(np.mean([x[1] for x in v])),
+            "ssim_whole": float(np.mean([x[2] for x in v])),
+            "ssim_in_mask": float(np.mean([x[3] for x in v])),
+        }
+        for name, v in scores.items()
+    }
+    if not grid:
+        return table, None
+    width = max(g.shape[1] for g in grid)
+    return table, np.concatenate([np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0))) for g in grid], 0)
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def markdown(results: dict, model: str) -> str:
+    lines = [f"# Removal against the clean originals: {model}", ""]
+    for name, table in results.items():
+        lines += [
+            f"## {name}",
+            "",
+            "| removal | images | PSNR whole | PSNR in mask | SSIM whole | SSIM in mask |",
+        ]
+        lines.append("|---|---|---|---|---|---|")
+        for row, v in table.items():
+            lines.append(
+                f"| {row} | {v['images']} | {v['psnr_whole']:.2f} | {v['psnr_in_mask']:.2f} | "
+                f"{v['ssim_whole']:.4f} | {v['ssim_in_mask']:.4f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, required=True, help="a restoration .ckpt or its model.onnx")
+    parser.add_argument(
+        "--ckpt", type=Path, default=None, help="the .ckpt whose test split --synthetic draws"
+    )
+    parser.add_argument(
+        "--eval", type=Path, action="append", default=[], help="a set with images/, masks/, clean/"
+    )
+    parser.add_argument("--synthetic", type=int, default=0, help="images of the model's synthetic test split")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/restoration/removal"))
+    args = parser.parse_args()
+    remover = Remover(args.model, remover="restore", threads=args.threads)
+    results, grids = {}, {}
+    for eval_dir in args.eval:
+        results[eval_dir.name], grids[eval_dir.name] = measure(remover, pairs_of(eval_dir))
+    if args.synthetic:
+        ckpt = args.ckpt or args.model
+        if ckpt.suffix != ".ckpt":
+            raise SystemExit("--synthetic needs the checkpoint (--ckpt) whose run config holds the split")
+        results["synthetic_test"], grids["synthetic_test"] = measure(
+            remover, synthetic_pairs(ckpt, args.synthetic)
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"model": str(args.model), "threshold": remover.threshold, "cpu": cpu_name(), "sets": results}
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.out.with_suffix(".md"), markdown(results, str(args.model)))
+    for name, grid in grids.items():
+        if grid is not None:
+            from wmseg.predict.image_io import encode_jpeg
+
+            write_bytes_atomic(args.out.parent / f"{args.out.name}_{name}_grid.jpg", encode_jpeg(grid))
+    print(markdown(results, str(args.model)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Restoration: the un-blending formula, its loss, the synthetic pairs, the head, the
+two-output export and removal with remover=restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.conftest import TINY, compose_config
+from wmseg.models.losses import RestorationLoss
+from wmseg.models.restoration import MAX_OPACITY, blend_mark, unblend
+from wmseg.synth.render import SynthConfig, WatermarkSynth
+
+
+def test_a_mark_of_known_colour_and_opacity_is_undone_by_the_formula():
+    g = torch.Generator().manual_seed(0)
+    photo = torch.rand(2, 3, 16, 16, generator=g)
+    colour = torch.rand(2, 3, 16, 16, generator=g)
+    opacity = torch.full((2, 1, 16, 16), 0.6)
+    marked = blend_mark(photo, colour, opacity)
+    assert (marked - photo).abs().max() > 0.1  # the mark changes the photo
+    assert torch.allclose(unblend(marked, colour, opacity), photo, atol=1e-5)
+    # Through 8-bit images, as in a real file: within the quantisation, amplified by 1/(1-a).
+    quantised = (marked * 255).round() / 255
+    assert (unblend(quantised, colour, opacity) - photo).abs().max() <= 0.5 / 255 / 0.4 + 1e-6
+    # An opacity above the cap is clamped to it: a bounded result, never a division by ~0.
+    out = unblend(marked, colour, torch.ones_like(opacity))
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(out, unblend(marked, colour, torch.full_like(opacity, MAX_OPACITY)))
+
+
+def test_restoration_loss_is_zero_at_the_clean_photo_and_counts_only_the_mark():
+    g = torch.Generator().manual_seed(1)
+    clean = torch.rand(2, 3, 12, 12, generator=g)
+    mask = torch.zeros(2, 1, 12, 12)
+    mask[:, :, 3:9, 3:9] = 1
+    loss = RestorationLoss(l1_weight=1.0, gradient_weight=0.5)
+    assert loss(clean, clean, mask).item() == 0.0
+    wrong_outside = clean.clone()
+    wrong_outside[:, :, :2] = 0.0  # rows outside the mask
+    assert loss(wrong_outside, clean, mask).item() == 0.0
+    wrong_inside = clean.clone()
+    wrong_inside[:, :, 5, 5] += 0.3
+    assert loss(wrong_inside, clean, mask).item() > 0
+    assert loss(wrong_inside, clean, torch.zeros_like(mask)).item() == 0.0  # unmarked images
+    with pytest.raises(ValueError, match="l1_weight"):
+        RestorationLoss(l1_weight=0.0, gradient_weight=0.0)
+
+
+def test_the_clean_photo_is_the_sample_without_its_marks():
+    # The degradations replay on the clean photo (the same noise), so outside the mask the
+    # image is the clean photo to within the visibility threshold that defines the mask
+    # (JPEG off: its blocks would carry the mark's edges out); inside it they differ.
+    cfg = SynthConfig(size=96, jpeg_prob=0.0, clean_fraction=0.0)
+    synth = WatermarkSynth(cfg)
+    for index in range(4):
+        sample, clean = synth.render_with_clean(3, index)
+        plain = synth.render(3, index)
+        assert np.array_equal(sample.image, plain.image) and np.array_equal(sample.mask, plain.mask)
+        assert clean.shape == sample.image.shape and clean.dtype == np.uint8
+        diff = np.abs(sample.image.astype(int) - clean.astype(int)).max(axis=2)
+        outside = sample.mask == 0
+        assert np.percentile(diff[outside], 99) < cfg.visibility_threshold + 2
+        if sample.mask.any():
+            assert diff[sample.mask == 1].mean() > cfg.visibility_threshold
+
+
+def test_datasets_carry_the_clean_photo_through_the_augmentation(make_cfg):
+    import hydra
+
+    cfg = make_cfg("data.restoration_targets=true")
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    item = dm.train_dataloader().dataset[0]
+    assert item["clean"].shape == item["image"].shape and item["clean"].dtype == torch.float32
+    outside = item["mask"][0] == 0
+    # The flips and crops moved the clean photo with the image: they agree off the mark.
+    assert (item["image"] - item["clean"]).abs().amax(0)[outside].median() < 0.05
+    with pytest.raises(ValueError, match="cache=none"):
+        from wmseg.data.dataset import MemorySamples, SyntheticWatermarks
+
+        synth = WatermarkSynth(SynthConfig(size=32))
+        SyntheticWatermarks(synth, 2, 0, MemorySamples(synth, 0, 2), with_clean=True)
+
+
+def test_the_head_adds_outputs_without_changing_the_mask_path():
+    from wmseg.models.unet import WatermarkUnet
+
+    torch.manual_seed(0)
+    net = WatermarkUnet(encoder_weights=None, restore=True).eval()
+    plain = WatermarkUnet(encoder_weights=None).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("restore_head.")})
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        logits, colour, opacity = net.forward_restore(x)
+        assert torch.allclose(logits, net(x)) and torch.allclose(net(x), plain(x))
+    assert colour.shape == (1, 3, 64, 64) and opacity.shape == (1, 1, 64, 64)
+    assert opacity.min() >= 0 and opacity.max() <= MAX_OPACITY
+    with pytest.raises(ValueError, match="restore=true"):
+        plain.forward_restore(x)
+
+
+def test_restore_keeps_pixels_outside_the_region_and_inpaints_the_opaque_part():
+    from wmseg.predict.inpaint import OpenCVInpainter
+    from wmseg.predict.remover import restore
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    region = np.zeros((32, 40), bool)
+    region[8:20, 10:30] = True
+    maps = np.zeros((5, 32, 40), np.float32)
+    maps[1:4] = 0.25  # the restored photo: 64 everywhere
+    maps[4] = 0.3
+    maps[4, 8:12, 10:14] = 0.99  # an opaque corner of the mark
+    out = restore(image, region, maps, opaque=0.9, inpainter=OpenCVInpainter())
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    assert np.array_equal(out[~region], image[~region])  # bit for bit outside
+    see_through = region.copy()
+    see_through[8:12, 10:14] = False
+    assert (out[see_through] == 64).all()  # the restored photo where the mark was translucent
+    # The opaque corner is inpainted from its surroundings (the restored 64s and the input).
+    assert not np.array_equal(out[8:12, 10:14], image[8:12, 10:14])
+    assert np.array_equal(restore(image, np.zeros_like(region), maps, 0.9, OpenCVInpainter()), image)
+
+
+@pytest.fixture(scope="module")
+def restore_run(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A mask-only checkpoint given a restoration head (experiment=restore_finetune), a few
+    steps, then `python export.py` with INT8: the best checkpoint and the export report."""
+    from wmseg.tasks.export import export
+    from wmseg.tasks.train import train
+
+    run = tmp_path_factory.mktemp("restore")
+    overrides = [
+        *TINY,
+        "experiment=restore_finetune",
+        f"ckpt_from={trained_ckpt}",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "test=false",
+        "data.collage_fraction=0",
+        "data.photo_sources=[skimage]",
+    ]
+    metrics = train(compose_config(run, overrides))
+    GlobalHydra.instance().clear()
+    ckpt = Path(metrics["best_model_path"])
+    assert "val/restoration_loss" in metrics
+    out = tmp_path_factory.mktemp("restore_export")
+    cfg = compose_config(
+        out,
+        [f"ckpt={ckpt}", "sample_size=64", "parity.val_samples=4", "int8.calibration_batches=2"],
+        config_name="export",
+    )
+    report = export(cfg)
+    GlobalHydra.instance().clear()
+    return ckpt, report
+
+
+def test_a_restoration_model_exports_three_outputs_with_parity(restore_run):
+    from wmseg.inference.predictor import OnnxPredictor, TorchPredictor
+
+    ckpt, report = restore_run
+    assert report["parity_max_abs_logit_diff"]["model.onnx"] < 1e-3
+    assert report["parity_max_abs_restored_diff"]["model.onnx"] < 1e-3
+    assert report["parity_max_abs_opacity_diff"]["model.onnx"] < 1e-3
+    # INT8 carries the outputs too, within what quantisation costs on values in [0, 1].
+    assert report["parity_max_abs_restored_diff"]["model.int8.onnx"] < 0.25
+    onnx_path = Path(report["files"]["model.onnx"]["path"])
+    onnx, torch_model = OnnxPredictor(onnx_path), TorchPredictor(ckpt)
+    assert onnx.restores and torch_model.restores
+    assert onnx.metadata["outputs"] == "logits,restored,opacity"
+    x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    got, ref = onnx.restore(x), torch_model.restore(x)
+    assert got.shape == ref.shape == (2, 5, 64, 64)
+    assert np.abs(got - ref).max() < 1e-3
+    assert np.allclose(onnx.logits(x), got[:, :1], atol=1e-5)  # readers of `logits` alone
+
+
+def test_remover_restore_runs_a_folder_and_a_mask_only_model_is_refused(restore_run, exported, tmp_path):
+    from PIL import Image
+
+    from wmseg.errors import UserError
+    from wmseg.predict import Remover
+
+    _, report = restore_run
+    src = tmp_path / "in"
+    src.mkdir()
+    synth = WatermarkSynth(SynthConfig(size=64))
+    for i in range(3):
+        Image.fromarray(synth.render(5, i).image).save(src / f"{i}.png")
+    remover = Remover(Path(report["files"]["model.onnx"]["path"]), remover="restore", threshold=0.3)
+    summary = remover.run(src, tmp_path / "out", remove=True, overlay=False)
+    assert summary["processed"] == 3 and not summary["failed"]
+    for i in range(3):
+        image = np.asarray(Image.open(src / f"{i}.png"))
+        cleaned = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"))
+        mask = np.asarray(Image.open(tmp_path / "out" / f"{i}.mask.png")) > 0
+        from wmseg.predict.inpaint import dilate
+
+        outside = ~dilate(mask, remover.margin)
+        assert np.array_equal(cleaned[outside], image[outside])
+    folder, _ = exported  # a mask-only model
+    with pytest.raises(UserError, match="remover=inpaint"):
+        Remover(folder / "model.onnx", remover="restore")

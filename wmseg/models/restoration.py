@@ -1,0 +1,24 @@
+"""Undoing a semi-transparent mark: a mark of colour `c` at opacity `a` over a photo `p`
+shows `i = (1 - a) p + a c`, so `p = (i - a c) / (1 - a)` wherever `a < 1`. The network's
+restoration head predicts `c` and `a` per pixel; this module holds the formula. No
+Lightning."""
+
+from __future__ import annotations
+
+import torch
+
+# Most opacity the head predicts: above it the photo is (nearly) gone and the division
+# would only amplify noise; removal inpaints there instead (`opaque_opacity` in predict).
+MAX_OPACITY = 0.95
+
+
+def unblend(image: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """The photo under a mark: `image` (N, 3, H, W) in [0, 1] with the mark's `colour`
+    (N, 3, H, W) and `opacity` (N, 1, H, W) taken out, clamped to [0, 1]."""
+    opacity = opacity.clamp(0.0, MAX_OPACITY)
+    return ((image - opacity * colour) / (1.0 - opacity)).clamp(0.0, 1.0)
+
+
+def blend_mark(photo: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """The inverse of `unblend`: the photo with a mark of `colour` at `opacity` over it."""
+    return (1.0 - opacity) * photo + opacity * colour
