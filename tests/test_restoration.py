@@ -187,6 +187,7 @@ def test_remover_restore_runs_a_folder_and_a_mask_only_model_is_refused(restore_
 
     from wmseg.errors import UserError
     from wmseg.predict import Remover
+    from wmseg.predict.inpaint import dilate
 
     _, report = restore_run
     src = tmp_path / "in"
@@ -201,8 +202,6 @@ def test_remover_restore_runs_a_folder_and_a_mask_only_model_is_refused(restore_
         image = np.asarray(Image.open(src / f"{i}.png"))
         cleaned = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"))
         mask = np.asarray(Image.open(tmp_path / "out" / f"{i}.mask.png")) > 0
-        from wmseg.predict.inpaint import dilate
-
         outside = ~dilate(mask, remover.margin)
         assert np.array_equal(cleaned[outside], image[outside])
     folder, _ = exported  # a mask-only model

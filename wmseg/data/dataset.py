@@ -24,22 +24,30 @@ Augment = Callable[..., dict]
 _AUGMENT_STREAM, _CROP_STREAM, _MIX_STREAM = 0xA6, 0xC7, 0x31
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) image -> float tensor (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+
+
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
     """uint8 (H, W, 3) image and (H, W) 0/1 mask -> float tensors (3, H, W) and (1, H, W)."""
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255),
-        "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
-    }
+    return {"image": image_tensor(image), "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float()}
+
+
+def augment_arrays(augment: Augment, seed: int, index: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    """Apply an albumentations transform to all of `arrays` alike (its targets), seeded by
+    (seed, index): a sample is augmented the same way in any worker, whatever the worker
+    count."""
+    state = int(np.random.SeedSequence([seed, index, _AUGMENT_STREAM]).generate_state(1)[0])
+    augment.set_random_seed(state)
+    return augment(**arrays)
 
 
 def augment_pair(
     augment: Augment, image: np.ndarray, mask: np.ndarray, seed: int, index: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply an albumentations transform to image and mask alike, seeded by (seed, index):
-    a sample is augmented the same way in any worker, whatever the worker count."""
-    state = int(np.random.SeedSequence([seed, index, _AUGMENT_STREAM]).generate_state(1)[0])
-    augment.set_random_seed(state)
-    out = augment(image=image, mask=mask)
+    """`augment_arrays` of an image and its mask."""
+    out = augment_arrays(augment, seed, index, image=image, mask=mask)
     return out["image"], out["mask"]
 
 
@@ -98,13 +106,9 @@ class SyntheticWatermarks(Dataset):
             raise IndexError(index)
         (image, mask), clean = self.synth.render_with_clean(self.seed, index)
         if self.augment is not None:
-            state = int(np.random.SeedSequence([self.seed, index, _AUGMENT_STREAM]).generate_state(1)[0])
-            self.augment.set_random_seed(state)
-            out = self.augment(image=image, mask=mask, clean=clean)
+            out = augment_arrays(self.augment, self.seed, index, image=image, mask=mask, clean=clean)
             image, mask, clean = out["image"], out["mask"], out["clean"]
-        tensors = to_tensors(image, mask)
-        tensors["clean"] = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1).float().div_(255)
-        return tensors
+        return {**to_tensors(image, mask), "clean": image_tensor(clean)}
 
 
 def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:

@@ -27,7 +27,7 @@ from torch import nn
 
 import wmseg
 from wmseg.atomic import write_atomic
-from wmseg.models.restoration import unblend
+from wmseg.models.restoration import has_restore_head, restoration_outputs
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,12 @@ class RestoringGraph(nn.Module):
         self.net = net
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, colour, opacity = self.net.forward_restore(image)
-        return logits, unblend(image, colour, opacity), opacity
+        return restoration_outputs(self.net, image)
 
 
 def output_names(net: nn.Module) -> tuple[str, ...]:
     """The graph outputs `net` exports to."""
-    return RESTORE_OUTPUTS if getattr(net, "restore_head", None) is not None else ("logits",)
+    return RESTORE_OUTPUTS if has_restore_head(net) else ("logits",)
 
 
 def export_onnx(

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from wmseg.inference.checkpoint import CheckpointError, load_model
+from wmseg.models.restoration import has_restore_head, restoration_outputs
 from wmseg.safe_build import NETWORK, check_config
 
 
@@ -49,7 +50,7 @@ class TorchPredictor:
         self.stride = int(getattr(loaded.net, "stride", 32))
         self.config = loaded.config
         self.name = f"torch:{loaded.path}"
-        self.restores = getattr(loaded.net, "restore_head", None) is not None
+        self.restores = has_restore_head(loaded.net)
 
     @torch.inference_mode()
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -59,13 +60,10 @@ class TorchPredictor:
     @torch.inference_mode()
     def restore(self, batch: np.ndarray) -> np.ndarray:
         """(N, 5, H, W): logits, the restored photo (RGB), the mark's opacity."""
-        from wmseg.models.restoration import unblend
-
         image = torch.from_numpy(batch).to(self.device)
         with torch.autocast("cuda", torch.float16, enabled=self.fp16):
-            logits, colour, opacity = self.net.forward_restore(image)
-        logits, colour, opacity = logits.float(), colour.float(), opacity.float()
-        return torch.cat([logits, unblend(image, colour, opacity), opacity], 1).cpu().numpy()
+            outputs = restoration_outputs(self.net, image)
+        return torch.cat([o.float() for o in outputs], 1).cpu().numpy()
 
 
 class OnnxPredictor:

@@ -6,9 +6,10 @@ Lightning."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 # Most opacity the head predicts: above it the photo is (nearly) gone and the division
-# would only amplify noise; removal inpaints there instead (`opaque_opacity` in predict).
+# would only amplify noise; removal inpaints there instead (`opaque` in predict).
 MAX_OPACITY = 0.95
 
 
@@ -22,3 +23,18 @@ def unblend(image: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) ->
 def blend_mark(photo: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
     """The inverse of `unblend`: the photo with a mark of `colour` at `opacity` over it."""
     return (1.0 - opacity) * photo + opacity * colour
+
+
+def has_restore_head(net: nn.Module) -> bool:
+    """Whether `net` was built with a restoration head (`model.net.restore=true`)."""
+    return getattr(net, "restore_head", None) is not None
+
+
+def restoration_outputs(
+    net: nn.Module, image: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The outputs of a restoration network as exported and predicted with: mask logits
+    (N, 1, H, W), the restored photo (N, 3, H, W) in [0, 1] and the mark's opacity
+    (N, 1, H, W)."""
+    logits, colour, opacity = net.forward_restore(image)
+    return logits, unblend(image, colour.to(image.dtype), opacity.to(image.dtype)), opacity

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 
 from wmseg.metrics import MeanImageIoUCurve, best_threshold, check_calibrate_metric, f1_best_threshold
 from wmseg.models.compression import ARCHITECTURE, apply_architecture, architecture, check_architecture
-from wmseg.models.restoration import unblend
+from wmseg.models.restoration import has_restore_head, restoration_outputs
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -76,7 +76,7 @@ class WatermarkSegmenter(L.LightningModule):
             ignore=["net", "loss", "optimizer", "scheduler", "restoration_loss"], logger=False
         )
         self.net, self.loss_fn = net, loss
-        if restoration_loss is not None and getattr(net, "restore_head", None) is None:
+        if restoration_loss is not None and not has_restore_head(net):
             raise ValueError(
                 "model.restoration_loss is set but the network has no restoration head: "
                 "set model.net.restore=true (or model.restoration_loss=null)"
@@ -139,8 +139,8 @@ class WatermarkSegmenter(L.LightningModule):
         image = batch["image"]
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        logits, colour, opacity = self.net.forward_restore(image)
-        loss = self.restoration_loss(unblend(batch["image"], colour, opacity), batch["clean"], batch["mask"])
+        logits, restored, _ = restoration_outputs(self.net, image)
+        loss = self.restoration_loss(restored, batch["clean"], batch["mask"])
         self.log(f"{stage}/restoration_loss", loss, batch_size=image.shape[0], sync_dist=stage != "train")
         return logits, loss
 

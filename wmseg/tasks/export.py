@@ -25,6 +25,7 @@ from wmseg.export.quantize import quantize_int8
 from wmseg.inference import LoadedModel, OnnxPredictor, load_model
 from wmseg.inference.batching import logit
 from wmseg.metrics import mask_iou, mean_mask_iou
+from wmseg.models.restoration import has_restore_head, restoration_outputs
 from wmseg.tasks.checks import check_export_config
 from wmseg.tasks.run_data import stored_splits
 
@@ -119,11 +120,7 @@ def ref_logits(net: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 @torch.inference_mode()
 def ref_restore(net: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
     """(N, 5, H, W) as the exported restoration outputs: logits, restored photo, opacity."""
-    from wmseg.models.restoration import unblend
-
-    image = torch.from_numpy(batch)
-    logits, colour, opacity = net.forward_restore(image)
-    return torch.cat([logits, unblend(image, colour, opacity), opacity], 1).numpy()
+    return torch.cat(restoration_outputs(net, torch.from_numpy(batch)), 1).numpy()
 
 
 def ref_mask(net: torch.nn.Module, images: np.ndarray, threshold: float) -> np.ndarray:
@@ -151,7 +148,7 @@ def measure(
     ref = ref_logits(loaded.net, x)
     parity = {name: float(np.abs(s.logits(x) - ref).max()) for name, s in sessions.items()}
     restoring = {}
-    if getattr(loaded.net, "restore_head", None) is not None:
+    if has_restore_head(loaded.net):
         # The extra outputs of a restoration model (the photo in [0, 1], the opacity).
         ref_r = ref_restore(loaded.net, x)
         outs = {name: s.restore(x) for name, s in sessions.items()}
