@@ -8,7 +8,8 @@ the true mask, for doing nothing, OpenCV Telea with the predicted mask, Telea wi
 true mask, and restoration (`remover=restore`) with the predicted mask. `--eval` is a set
 with `images/`, `masks/` and `clean/` (evaluation only: it chooses nothing);
 `--synthetic N` adds the first N images of the model's own synthetic test split (its
-stored run config, rendered with the clean photos). Writes `<out>.json`, `<out>.md` and a
+stored run config, rendered with the clean photos). Images without a mark are left out
+(there is nothing to remove). Writes `<out>.json`, `<out>.md` and a
 picture grid `<out>_grid.jpg` (input | Telea, predicted mask | restored | clean).
 """
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,10 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
     for _, image, truth, clean in pairs:
         if clean.shape != image.shape:
             raise SystemExit(f"clean original {clean.shape} does not match the image {image.shape}")
+        if not truth.any():
+            # Nothing to remove: "nothing" would score the 100 dB cap there and outweigh
+            # every marked image in the mean.
+            continue
         maps = remover.maps([image])[0]
         predicted = maps[0] >= remover.threshold
         outs = {
@@ -89,9 +95,8 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
             "restore, predicted mask": remover.remove(image, predicted, maps),
         }
         for name, out in outs.items():
-            region = truth if truth.any() else None
             scores[name].append(
-                (psnr(out, clean), psnr(out, clean, region), ssim(out, clean), ssim(out, clean, region))
+                (psnr(out, clean), psnr(out, clean, truth), ssim(out, clean), ssim(out, clean, truth))
             )
         if len(grid) < grid_rows:
             row = [image, outs["telea, predicted mask"], outs["restore, predicted mask"], clean]
@@ -172,7 +177,14 @@ def main() -> None:
             remover, synthetic_pairs(ckpt, args.synthetic)
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"model": str(args.model), "threshold": remover.threshold, "cpu": cpu_name(), "sets": results}
+    command = " ".join(["python", "experiments/restoration_removal.py", *sys.argv[1:]])
+    report = {
+        "command": command,
+        "model": str(args.model),
+        "threshold": remover.threshold,
+        "cpu": cpu_name(),
+        "sets": results,
+    }
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     write_text_atomic(args.out.with_suffix(".md"), markdown(results, str(args.model)))
     for name, grid in grids.items():

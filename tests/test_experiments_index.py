@@ -37,7 +37,7 @@ def test_results_live_in_study_folders_named_like_records() -> None:
         assert row["file"].split("/")[0] == row["study"], row
         assert row["study"] in records, f"{row['file']}: no record records/{row['study']}.md"
         assert re.fullmatch(r"[0-9a-f]{7,40}", row["commit"]), row
-        assert re.fullmatch(r"[a-z0-9_]+\.(md|json|png)", row["file"].split("/")[1]), row
+        assert re.fullmatch(r"[a-z0-9_]+\.(md|json|png|jpg)", row["file"].split("/")[1]), row
 
 
 def test_every_study_is_in_the_index_and_links_resolve() -> None:

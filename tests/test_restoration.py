@@ -51,6 +51,23 @@ def test_restoration_loss_is_zero_at_the_clean_photo_and_counts_only_the_mark():
         RestorationLoss(l1_weight=0.0, gradient_weight=0.0)
 
 
+def test_the_composite_term_pulls_a_head_predicting_no_mark_towards_the_mark():
+    g = torch.Generator().manual_seed(2)
+    clean = torch.rand(1, 3, 8, 8, generator=g) * 0.5
+    mask = torch.ones(1, 1, 8, 8)
+    colour, true_opacity = torch.ones(1, 3, 8, 8), torch.full((1, 1, 8, 8), 0.6)
+    image = blend_mark(clean, colour, true_opacity)
+    loss = RestorationLoss(l1_weight=1.0, composite_weight=1.0)
+    # The true mark: the re-blended clean photo is the input, and the un-blend the photo.
+    assert loss(unblend(image, colour, true_opacity), clean, mask, image, colour, true_opacity).item() < 1e-5
+    # A head predicting no mark: the composite term's gradient raises the opacity.
+    opacity = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    loss(unblend(image, colour, opacity, clamp=False), clean, mask, image, colour, opacity).backward()
+    assert (opacity.grad < 0).all()  # descending the loss raises the opacity
+    with pytest.raises(ValueError, match="colour and opacity"):
+        loss(clean, clean, mask)
+
+
 def test_the_clean_photo_is_the_sample_without_its_marks():
     # The degradations replay on the clean photo (the same noise), so outside the mask the
     # image is the clean photo to within the visibility threshold that defines the mask

@@ -112,22 +112,45 @@ class RestorationLoss(nn.Module):
     """L1 between the restored and the clean photo (N, 3, H, W) inside the true mark (the
     rest of the image is the input, bit for bit, at removal), plus `gradient_weight` times
     the L1 of their horizontal and vertical differences there (edges and texture under
-    the mark). Zero when the restoration is the clean photo; zero on unmarked images."""
+    the mark), plus `composite_weight` times the L1 between the input and the clean photo
+    re-blended with the predicted mark (`colour`, `opacity`) there: its gradient in the
+    opacity is the mark's contrast, not 0 where the head predicts no mark. Zero when the
+    restoration is the clean photo; zero on unmarked images."""
 
-    def __init__(self, l1_weight: float = 1.0, gradient_weight: float = 0.0) -> None:
+    def __init__(
+        self, l1_weight: float = 1.0, gradient_weight: float = 0.0, composite_weight: float = 0.0
+    ) -> None:
         super().__init__()
-        if min(l1_weight, gradient_weight) < 0 or l1_weight + gradient_weight == 0:
+        weights = (l1_weight, gradient_weight, composite_weight)
+        if min(weights) < 0 or sum(weights) == 0:
             raise ValueError(
-                "model.restoration_loss.l1_weight and gradient_weight must be >= 0 and not both 0"
+                "model.restoration_loss.l1_weight, gradient_weight and composite_weight must be "
+                ">= 0 and not all 0"
             )
-        self.l1_weight, self.gradient_weight = l1_weight, gradient_weight
+        self.l1_weight, self.gradient_weight, self.composite_weight = weights
 
-    def forward(self, restored: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        restored: torch.Tensor,
+        clean: torch.Tensor,
+        mask: torch.Tensor,
+        image: torch.Tensor | None = None,
+        colour: torch.Tensor | None = None,
+        opacity: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         restored, clean, mask = restored.float(), clean.float(), mask.float()
         n = mask.sum()
         if n == 0:
             return restored.sum() * 0.0  # keeps the graph (DDP) with nothing to learn
         loss = self.l1_weight * ((restored - clean).abs() * mask).sum() / (3 * n)
+        if self.composite_weight:
+            if image is None or colour is None or opacity is None:
+                raise ValueError(
+                    "composite_weight > 0 needs the input image and the predicted colour and opacity"
+                )
+            a = opacity.float()
+            composite = (1.0 - a) * clean + a * colour.float()
+            loss = loss + self.composite_weight * ((composite - image.float()).abs() * mask).sum() / (3 * n)
         if self.gradient_weight:
             for dim in (2, 3):
                 d_r, d_c = restored.diff(dim=dim), clean.diff(dim=dim)

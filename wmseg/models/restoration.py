@@ -13,11 +13,15 @@ from torch import nn
 MAX_OPACITY = 0.95
 
 
-def unblend(image: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+def unblend(
+    image: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor, clamp: bool = True
+) -> torch.Tensor:
     """The photo under a mark: `image` (N, 3, H, W) in [0, 1] with the mark's `colour`
-    (N, 3, H, W) and `opacity` (N, 1, H, W) taken out, clamped to [0, 1]."""
+    (N, 3, H, W) and `opacity` (N, 1, H, W) taken out, clamped to [0, 1] unless `clamp`
+    is false (training: a clamped pixel passes no gradient)."""
     opacity = opacity.clamp(0.0, MAX_OPACITY)
-    return ((image - opacity * colour) / (1.0 - opacity)).clamp(0.0, 1.0)
+    photo = (image - opacity * colour) / (1.0 - opacity)
+    return photo.clamp(0.0, 1.0) if clamp else photo
 
 
 def blend_mark(photo: torch.Tensor, colour: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,9 @@ class WatermarkUnet(nn.Module):
             self.restore_head = nn.Sequential(
                 nn.Conv2d(ch, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, 4, 3, padding=1)
             )
+            # Start at "no mark" (opacity 0.017): the first un-blended photo is the input,
+            # not one pushed out of [0, 1] by a half-opaque grey mark.
+            nn.init.constant_(self.restore_head[2].bias[3:], -4.0)
         self.freeze_encoder_bn = freeze_encoder_bn
         self.train()  # applies freeze_encoder_bn: Lightning keeps modules' modes as it finds them
 
