@@ -86,7 +86,6 @@ def test_unstructured_pruning_reaches_its_amount_on_the_convs_only(tmp_path):
     assert all((m.weight != 0).all() for m in norms)  # so are the norms
     assert all(c.bias is None or (c.bias != 0).all() for c in chosen.values())  # and biases
     assert _onnx_parity(loaded.net, tmp_path) < 1e-4
-    assert _evaluates(metrics["best_model_path"], tmp_path)["images"] == 8
 
 
 def test_structured_pruning_zeroes_whole_output_channels(tmp_path):
