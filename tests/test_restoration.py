@@ -59,12 +59,19 @@ def test_the_composite_term_pulls_a_head_predicting_no_mark_towards_the_mark():
     image = blend_mark(clean, colour, true_opacity)
     loss = RestorationLoss(l1_weight=1.0, composite_weight=1.0)
     # The true mark: the re-blended clean photo is the input, and the un-blend the photo.
-    assert loss(unblend(image, colour, true_opacity), clean, mask, image, colour, true_opacity).item() < 1e-5
+    assert loss(unblend(image, colour, true_opacity), clean, mask, true_opacity).item() < 1e-5
+    # The term is the L1 of the clean photo re-blended with the predicted mark against the input.
+    a = torch.full((1, 1, 8, 8), 0.3)
+    composite = RestorationLoss(l1_weight=0.0, composite_weight=1.0)
+    expected = (blend_mark(clean, colour, a) - image).abs().mean()
+    assert composite(unblend(image, colour, a, clamp=False), clean, mask, a).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
     # A head predicting no mark: the composite term's gradient raises the opacity.
     opacity = torch.zeros(1, 1, 8, 8, requires_grad=True)
-    loss(unblend(image, colour, opacity, clamp=False), clean, mask, image, colour, opacity).backward()
+    loss(unblend(image, colour, opacity, clamp=False), clean, mask, opacity).backward()
     assert (opacity.grad < 0).all()  # descending the loss raises the opacity
-    with pytest.raises(ValueError, match="colour and opacity"):
+    with pytest.raises(ValueError, match="opacity"):
         loss(clean, clean, mask)
 
 

@@ -113,9 +113,11 @@ class RestorationLoss(nn.Module):
     rest of the image is the input, bit for bit, at removal), plus `gradient_weight` times
     the L1 of their horizontal and vertical differences there (edges and texture under
     the mark), plus `composite_weight` times the L1 between the input and the clean photo
-    re-blended with the predicted mark (`colour`, `opacity`) there: its gradient in the
-    opacity is the mark's contrast, not 0 where the head predicts no mark. Zero when the
-    restoration is the clean photo; zero on unmarked images."""
+    re-blended with the predicted mark there: its gradient in the opacity is the mark's
+    contrast, not 0 where the head predicts no mark. For an unclamped un-blend
+    `restored = (i - a c) / (1 - a)` that difference is `(1 - a) (clean - restored)`, so
+    the term needs only the predicted `opacity` besides. Zero when the restoration is the
+    clean photo; zero on unmarked images."""
 
     def __init__(
         self, l1_weight: float = 1.0, gradient_weight: float = 0.0, composite_weight: float = 0.0
@@ -134,8 +136,6 @@ class RestorationLoss(nn.Module):
         restored: torch.Tensor,
         clean: torch.Tensor,
         mask: torch.Tensor,
-        image: torch.Tensor | None = None,
-        colour: torch.Tensor | None = None,
         opacity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         restored, clean, mask = restored.float(), clean.float(), mask.float()
@@ -144,13 +144,11 @@ class RestorationLoss(nn.Module):
             return restored.sum() * 0.0  # keeps the graph (DDP) with nothing to learn
         loss = self.l1_weight * ((restored - clean).abs() * mask).sum() / (3 * n)
         if self.composite_weight:
-            if image is None or colour is None or opacity is None:
-                raise ValueError(
-                    "composite_weight > 0 needs the input image and the predicted colour and opacity"
-                )
-            a = opacity.float()
-            composite = (1.0 - a) * clean + a * colour.float()
-            loss = loss + self.composite_weight * ((composite - image.float()).abs() * mask).sum() / (3 * n)
+            if opacity is None:
+                raise ValueError("composite_weight > 0 needs the predicted opacity")
+            # |re-blended clean - input| = (1 - a) |clean - restored| (see the docstring)
+            residual = (1.0 - opacity.float()) * (clean - restored).abs()
+            loss = loss + self.composite_weight * (residual * mask).sum() / (3 * n)
         if self.gradient_weight:
             for dim in (2, 3):
                 d_r, d_c = restored.diff(dim=dim), clean.diff(dim=dim)

@@ -35,10 +35,10 @@ def has_restore_head(net: nn.Module) -> bool:
 
 
 def restoration_outputs(
-    net: nn.Module, image: torch.Tensor
+    net: nn.Module, image: torch.Tensor, clamp: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The outputs of a restoration network as exported and predicted with: mask logits
-    (N, 1, H, W), the restored photo (N, 3, H, W) in [0, 1] and the mark's opacity
-    (N, 1, H, W)."""
+    (N, 1, H, W), the restored photo (N, 3, H, W) in [0, 1] (unclamped with `clamp`
+    false, as training measures it) and the mark's opacity (N, 1, H, W)."""
     logits, colour, opacity = net.forward_restore(image)
-    return logits, unblend(image, colour.to(image.dtype), opacity.to(image.dtype)), opacity
+    return logits, unblend(image, colour.to(image.dtype), opacity.to(image.dtype), clamp), opacity
