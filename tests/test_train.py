@@ -27,16 +27,17 @@ def test_fast_dev_run_trainer_cpu(make_cfg):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_fast_dev_run_experiments(make_cfg, name, request):
-    # The compression and restore fine-tuning recipes start from a trained checkpoint
+    # The compression and fine-tuning recipes start from a trained checkpoint
     # (the session's tiny one).
     needs = {
         "distill_lite0": "callbacks.distillation.teacher",
         "prune_finetune": "ckpt_from",
         "restore_finetune": "ckpt_from",
+        "generalise_finetune": "ckpt_from",
     }
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
-    if name == "cpu_generalise" and not TUXPAINT_STAMPS.is_dir():
-        pytest.skip("cpu_generalise draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
+    if name in ("cpu_generalise", "generalise_finetune") and not TUXPAINT_STAMPS.is_dir():
+        pytest.skip(f"{name} draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
     cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)
 
