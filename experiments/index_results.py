@@ -3,7 +3,7 @@
     python experiments/index_results.py
 
 Columns: file (relative to results/), study (its folder, named like its record under
-records/), commit (the one that first added the file, followed through renames), command
+records/), commit (the one that first added the file, followed through exact renames), command
 (the one recorded in the file, or in its .json sibling), headline (the figure a reader
 looks for first). Rows already in the index keep their commit, command and headline;
 files new since are added. `tests/test_experiments_index.py` checks the index against the
@@ -23,14 +23,27 @@ INDEX = RESULTS / "index.csv"
 COLUMNS = ["file", "study", "commit", "command", "headline"]
 
 
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=cwd).stdout
+
+
 def first_commit(path: Path) -> str:
-    out = subprocess.run(
-        ["git", "log", "--follow", "--diff-filter=A", "--format=%h", "--", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=RESULTS,
-    ).stdout.split()
-    return out[-1] if out else "uncommitted"
+    # Not `git log --follow`: it also follows copies and look-alikes, so a new report that
+    # resembles an old one would get the old one's commit. Renames are followed by hand.
+    cwd = path.parent
+    rel = _git(cwd, "ls-files", "--full-name", "--", path.name).strip()
+    if not rel:
+        return "uncommitted"
+    while True:
+        added = _git(cwd, "log", "--diff-filter=A", "--format=%h", "--", f":/{rel}").split()
+        if not added:
+            return "uncommitted"
+        commit = added[-1]
+        status = _git(cwd, "show", "-M", "--diff-filter=R", "--name-status", "--format=", commit)
+        renamed_from = [ln.split("\t")[1] for ln in status.splitlines() if ln.endswith(f"\t{rel}")]
+        if not renamed_from:
+            return commit
+        rel = renamed_from[0]
 
 
 def _fmt(x) -> str:

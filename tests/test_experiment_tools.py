@@ -58,3 +58,40 @@ def test_compare_reports_names_a_file_that_is_not_a_report(tmp_path):
     b.write_text(json.dumps({"sets": {}}))
     out = run_script(["experiments/compare_reports.py", str(a), str(b)], tmp_path)
     assert out.returncode != 0 and f"{b} has no per_image" in out.stderr
+
+
+def test_first_commit_follows_renames_not_look_alikes(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            "HOME": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+        }
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    index = _load("index_results")
+    git("init", "-q")
+    report = "".join(f'{{"name": "{i}.png", "iou": 0.{i}}}\n' for i in range(40))
+    (tmp_path / "old.json").write_text(report)
+    git("add", "-A")
+    git("commit", "-qm", "a report")
+    first = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "study").mkdir()
+    git("mv", "old.json", "study/moved.json")
+    # A new report nearly the same as the moved one, beside it.
+    (tmp_path / "study" / "similar.json").write_text(report.replace("0.39", "0.38"))
+    git("add", "-A")
+    git("commit", "-qm", "move it and add another")
+    second = git("rev-parse", "--short", "HEAD")
+    (tmp_path / "study" / "new.json").write_text("{}")
+
+    assert index.first_commit(tmp_path / "study" / "moved.json") == first
+    assert index.first_commit(tmp_path / "study" / "similar.json") == second
+    assert index.first_commit(tmp_path / "study" / "new.json") == "uncommitted"
