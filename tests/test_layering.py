@@ -1,4 +1,4 @@
-"""Lightning stays out of the components: evaluation, ONNX inference and predict run in a
+"""Lightning stays out of the components: evaluation, ONNX inference, predict and serve run in a
 process where importing Lightning fails."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SCRIPT = textwrap.dedent(
         "wmseg.synth", "wmseg.data.dataset", "wmseg.data.splits", "wmseg.data.folder",
         "wmseg.data.cache", "wmseg.models.unet", "wmseg.models.losses", "wmseg.metrics",
         "wmseg.inference", "wmseg.export.onnx", "wmseg.export.quantize", "wmseg.predict.cli",
+        "wmseg.serve.app", "wmseg.serve.cli",
         "wmseg.tasks.evaluate", "wmseg.tasks.export",
     ):
         importlib.import_module(module)

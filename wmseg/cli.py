@@ -1,4 +1,4 @@
-"""The console scripts `wmseg-train`, `wmseg-evaluate`, `wmseg-export`, `wmseg-predict`:
+"""The console scripts `wmseg-train`, `wmseg-evaluate`, `wmseg-export`, `wmseg-predict`, `wmseg-serve`:
 the root scripts' tasks, with the same configs and overrides."""
 
 from __future__ import annotations
@@ -43,3 +43,4 @@ evaluate = _main("evaluate", "wmseg.tasks.evaluate:evaluate")
 export = _main("export", "wmseg.tasks.export:export")
 # Its own folder: `model=` names a file there, not the training configs' model group.
 predict = _main("predict", "wmseg.predict.cli:predict", "predict")
+serve = _main("serve", "wmseg.serve.cli:serve", "predict")

@@ -13,6 +13,7 @@ No Lightning, no torch.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,11 +54,12 @@ def _check_size(path: Path, im: Image.Image) -> None:
 
 
 @contextmanager
-def open_checked(path: Path, what: str = "image") -> Iterator[Image.Image]:
-    """The opened (not yet decoded) image at `path`, within the pixel limit; any failure to
-    read it, inside the block too, is a DataError naming the file."""
+def open_checked(path: Path, what: str = "image", data: bytes | None = None) -> Iterator[Image.Image]:
+    """The opened (not yet decoded) image at `path` (or in `data`, named `path` in errors),
+    within the pixel limit; any failure to read it, inside the block too, is a DataError
+    naming the file."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             _check_size(path, im)
             yield im
     except Image.DecompressionBombError as err:

@@ -19,6 +19,19 @@ def check_predict_config(cfg: DictConfig) -> None:
             )
     for key in ("remove", "overlay", "overwrite", "progress", "video.hardware"):
         require_bool(cfg, key)
+    for key, minimum in (
+        ("workers.decode", 1),
+        ("workers.encode", 1),
+        ("workers.queue", 1),
+        ("video.batch", 1),
+        ("video.crf", 0),
+    ):
+        require_int(cfg, key, minimum, nullable=False)
+    check_model_config(cfg)
+
+
+def check_model_config(cfg: DictConfig) -> None:
+    """The keys `wmseg-predict` and `wmseg-serve` share: the model and how it runs."""
     require_probability(cfg, "threshold")
     require_device(cfg)
     for key, minimum in (
@@ -30,13 +43,9 @@ def check_predict_config(cfg: DictConfig) -> None:
         ("tiles.pixels", 1),
         ("tiles.size", 32),
         ("tiles.overlap", 0),
-        ("workers.decode", 1),
-        ("workers.encode", 1),
-        ("workers.queue", 1),
-        ("video.batch", 1),
-        ("video.crf", 0),
     ):
         require_int(cfg, key, minimum, nullable=False)
+    require_int(cfg, "max_image_pixels", 1, nullable=True)
     require_probability(cfg, "opaque")
     if cfg.get("opaque") is None:
         raise ConfigError("opaque=null: give the mark opacity (0-1) above which remover=restore inpaints")
@@ -62,12 +71,14 @@ def build_inpainter(cfg: DictConfig) -> Any:
         raise ConfigError(f"inpainter: {err}") from err
 
 
-def predict(cfg: DictConfig) -> dict[str, Any]:
+def build_remover(cfg: DictConfig, remove: bool) -> Any:
+    """The Remover of a checked predict or serve config; its inpainter only when `remove`."""
+    from wmseg.image_files import set_max_pixels
     from wmseg.predict.detect import DetectOptions
     from wmseg.predict.remover import Remover
 
-    check_predict_config(cfg)
-    inpainter = build_inpainter(cfg) if cfg.remove else None  # a missing package named first
+    set_max_pixels(cfg.get("max_image_pixels"))
+    inpainter = build_inpainter(cfg) if remove else None  # a missing package named first
     detect = DetectOptions(
         batch_pixels=cfg.batch.pixels,
         batch_images=cfg.batch.images,
@@ -76,7 +87,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         tile=cfg.tiles.size,
         overlap=cfg.tiles.overlap,
     )
-    remover = Remover(
+    return Remover(
         cfg.model,
         threshold=cfg.threshold,
         margin=cfg.margin,
@@ -88,6 +99,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         remover=cfg.remover,
         opaque=cfg.opaque,
     )
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    check_predict_config(cfg)
+    remover = build_remover(cfg, remove=cfg.remove)
     return remover.run(
         cfg.input,
         cfg.output,
