@@ -456,3 +456,31 @@ def test_predict_configs_compose_and_build(tmp_path, preset, inpainter):
     expected = "PatchMatchInpainter" if preset == "quality" else "OpenCVInpainter"
     assert default.inpainter._target_.endswith(expected)
     del hydra
+
+
+def test_max_image_pixels_skips_a_larger_image_and_names_it(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF
+    from wmseg.image_files import set_max_pixels
+    from wmseg.predict.cli import predict
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, size in (("small.png", 64), ("large.png", 160)):
+        Image.fromarray(_photos(1, size)[0]).save(root / name)
+    overrides = [f"input={root}", f"output={tmp_path / 'out'}", "precision=int8", "threads=1"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF / "predict")):
+        cfg = compose(
+            config_name="predict", overrides=[*overrides, "max_image_pixels=10000", "progress=false"]
+        )
+    GlobalHydra.instance().clear()
+    try:
+        summary = predict(cfg)
+    finally:
+        set_max_pixels(None)  # the limit is per process: leave the default to the other tests
+    assert summary["images"] == 1 and (tmp_path / "out" / "small.mask.png").is_file()
+    [failed] = summary["failed"]
+    assert failed["file"].endswith("large.png") and "raise max_image_pixels" in failed["reason"]

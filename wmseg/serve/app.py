@@ -60,7 +60,8 @@ def create_app(
 ) -> FastAPI:
     """The app serving `remover` (already loaded). `remove=False` serves detection only
     (/v1/clean answers 404). Requests run one at a time on the model: it uses all the
-    cores (or the GPU) for each, and a queue keeps memory flat."""
+    cores (or the GPU) for each, so its working memory is one request's; waiting requests
+    hold only their decoded image."""
     max_bytes = int(max_upload_mb * 2**20)
     # No /docs: Swagger UI's scripts come from a CDN, and nothing here depends on the network.
     app = FastAPI(
