@@ -89,6 +89,10 @@ def create_app(
         with lock:
             return fn(*args)
 
+    async def detected(image: UploadFile) -> np.ndarray:
+        source = await read(image)
+        return await run_in_threadpool(run, remover.mask, source.rgb)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return files("wmseg.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -99,9 +103,7 @@ def create_app(
 
     @app.post("/v1/detect", max_body_size=max_bytes)
     async def detect(image: Upload) -> dict[str, Any]:
-        source = await read(image)
-        mask = await run_in_threadpool(run, remover.mask, source.rgb)
-        return describe(mask, remover.threshold)
+        return describe(await detected(image), remover.threshold)
 
     @app.post(
         "/v1/mask",
@@ -110,8 +112,7 @@ def create_app(
         responses={200: {"content": {"image/png": {}}}},
     )
     async def mask(image: Upload) -> Response:
-        source = await read(image)
-        mask = await run_in_threadpool(run, remover.mask, source.rgb)
+        mask = await detected(image)
         return Response(
             encode_png(mask.astype(np.uint8) * 255), media_type="image/png", headers=_headers(mask)
         )
