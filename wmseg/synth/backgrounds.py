@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from wmseg.errors import DataError
 from wmseg.image_files import IMAGE_SUFFIXES, read_rgb
+from wmseg.synth.photo_bank import photo_bank
 from wmseg.synth.sources import check_sources
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,25 @@ def mvtb_photos(names: Sequence[str] = _MVTB_PHOTOS) -> list[np.ndarray]:
 # Packages whose bundled photos can serve as the default training backgrounds
 # (`data.photo_sources`); none of them holds a held-out photo.
 PHOTO_SOURCES = {"skimage": _skimage_photos, "sklearn": _sklearn_photos, "mvtb": mvtb_photos}
+# `data.photo_sources` may also name the photo bank's training split (wmseg.synth.photo_bank),
+# and `data.val_backgrounds` its validation split.
+BANK = "bank"
+BANK_VAL = "bank_val"
+
+
+class _Chain(Sequence[np.ndarray]):
+    """Several sequences of photos read as one, in order."""
+
+    def __init__(self, *parts: Sequence[np.ndarray]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.ends = np.cumsum([len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        part = int(np.searchsorted(self.ends, index, side="right"))
+        return self.parts[part][index - (int(self.ends[part - 1]) if part else 0)]
 
 
 @lru_cache(maxsize=4)
@@ -135,8 +155,8 @@ def bundled_photos(
 ) -> tuple[np.ndarray, ...]:
     """The sample photos of the packages in `sources` (see `PHOTO_SOURCES`) as uint8 RGB
     arrays, in a fixed order, each shrunk to at most `max_side` px (None: as shipped)."""
-    names = check_sources("data.photo_sources", sources, PHOTO_SOURCES)
-    return tuple(_as_rgb(img, max_side) for name in names for img in PHOTO_SOURCES[name]())
+    names = check_sources("data.photo_sources", sources, (*PHOTO_SOURCES, BANK))
+    return tuple(_as_rgb(img, max_side) for name in names if name != BANK for img in PHOTO_SOURCES[name]())
 
 
 @lru_cache(maxsize=2)
@@ -265,9 +285,12 @@ class BackgroundOptions:
     # but then a crop near the output size is a magnified thumbnail, softer than any real
     # photo at its own resolution. Held-out validation photos stay at 512 either way.
     photo_max_side: int | None = _MAX_SIDE
+    # The photo bank's folder when photo_sources names `bank` or val_backgrounds is
+    # `bank_val` (None: $WMSEG_PHOTO_BANK or the checkout's data/photo_bank).
+    photo_bank: str | None = None
 
     def __post_init__(self) -> None:
-        sources = check_sources("data.photo_sources", self.photo_sources, PHOTO_SOURCES)
+        sources = check_sources("data.photo_sources", self.photo_sources, (*PHOTO_SOURCES, BANK))
         object.__setattr__(self, "photo_sources", sources)
         for key in ("procedural_fraction", "collage_fraction", "color_jitter", "shading", "clutter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
@@ -281,9 +304,10 @@ class BackgroundOptions:
 
 
 class BackgroundBank:
-    """Random background crops, drawn from bundled photos, from the held-out bundled
-    photos (`folder="heldout"`, see `heldout_photos`; `./heldout` names a folder) or from
-    a user's folder.
+    """Random background crops, drawn from bundled photos (and the photo bank's training
+    split when `photo_sources` names `bank`), from the held-out bundled photos
+    (`folder="heldout"`, see `heldout_photos`; `./heldout` names a folder), from the photo
+    bank's validation split (`folder="bank_val"`) or from a user's folder.
 
     `procedural_fraction` of the samples are procedural textures. `collage_fraction` are
     dead-leaves collages: a photo crop with 2-8 shapes cut from other crops laid over it,
@@ -306,14 +330,23 @@ class BackgroundBank:
     def __init__(self, folder: str | Path | None = None, **options: Any) -> None:
         self.options = BackgroundOptions(**options)
         self.heldout = folder == HELDOUT
-        self.folder = None if folder is None or self.heldout else Path(folder).expanduser()
+        self.bank_val = folder == BANK_VAL
+        if BANK in self.options.photo_sources or self.bank_val:
+            photo_bank(self.options.photo_bank)  # a missing bank fails here, naming its install command
+        named = folder is None or self.heldout or self.bank_val
+        self.folder = None if named else Path(folder).expanduser()
         self.files: Sequence[Path] = list_images(self.folder) if self.folder else ()
         self.skipped: set[Path] = set()
 
     def _photos(self) -> Sequence[np.ndarray]:
         if self.heldout:
             return tuple(heldout_photos().values())
-        return bundled_photos(self.options.photo_sources, self.options.photo_max_side)
+        if self.bank_val:
+            return photo_bank(self.options.photo_bank).photos("val")
+        bundled = bundled_photos(self.options.photo_sources, self.options.photo_max_side)
+        if BANK not in self.options.photo_sources:
+            return bundled
+        return _Chain(bundled, photo_bank(self.options.photo_bank).photos("train"))
 
     def __len__(self) -> int:
         return len(self.files) if self.folder else len(self._photos())

@@ -17,7 +17,8 @@ from wmseg.synth.artwork import artwork_layers, check_artwork_sources
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
 from wmseg.synth.logos import icon_glyphs, logo_tile, qr_code
-from wmseg.synth.text import cjk_phrase, random_phrase, scene_phrase
+from wmseg.synth.scene import SCENE_OBJECTS, draw_scene_object, perspective_coefficients
+from wmseg.synth.text import cjk_phrase, id_phrase, random_phrase, scene_phrase, url_phrase
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,24 @@ class SynthConfig:
     # in the mask: a negative that teaches the model not to fire on scene text. 0 draws
     # nothing, so older samples stay the same.
     scene_text_prob: float = 0.0
+    # A background gets 1..`max_scene_objects` objects of the scene that look like marks
+    # (wmseg.synth.scene: chrome lettering and emblems, embossed metal, printed labels and
+    # packaging, screens, licence plates) with this probability: in perspective, lit by
+    # the photo, maybe occluded, drawn before any mark and so never in the mask. 0 draws
+    # nothing, so older samples stay the same.
+    scene_object_prob: float = 0.0
+    scene_objects: tuple[str, ...] = SCENE_OBJECTS
+    max_scene_objects: int = 2
+    # Marks that look like scene: a single mark is, with `banner_prob`, a site address on
+    # a translucent banner plate across the top or bottom of the image; with `id_text_prob`
+    # an image ID ('#123456789') small in a corner; with `plain_logo_prob` a white or black
+    # translucent logo with no outline or shadow. A tiled mark gets, with
+    # `line_grid_prob`, the thin diagonal lines stock agencies draw between its rows. 0
+    # draws nothing, so older samples stay the same.
+    banner_prob: float = 0.0
+    id_text_prob: float = 0.0
+    plain_logo_prob: float = 0.0
+    line_grid_prob: float = 0.0
     # A mark sits on a plate with this probability: a translucent filled region behind it
     # (a rectangle, a rounded badge, a pill, a circle, or a banner bar across the image),
     # solid or a gradient, at an opacity drawn from `plate_opacity`; with
@@ -154,6 +173,12 @@ class SynthConfig:
                 "data.synth.signature_size must be (low, high) with 0 < low <= high <= 0.2 and "
                 f"signature_image_height (low, high) px, 64 <= low <= high; got {[lo, hi]}, {[h_lo, h_hi]}"
             )
+        unknown = [k for k in self.scene_objects if k not in SCENE_OBJECTS]
+        if unknown or not self.scene_objects or self.max_scene_objects < 1:
+            raise ValueError(
+                f"data.synth.scene_objects={list(self.scene_objects)} (max_scene_objects="
+                f"{self.max_scene_objects}): use one or more of {', '.join(SCENE_OBJECTS)}, and at least 1"
+            )
         if self.texture_candidates < 1:
             raise ValueError(f"data.synth.texture_candidates must be >= 1, got {self.texture_candidates}")
         for key in PROBABILITIES:
@@ -169,6 +194,7 @@ PROBABILITIES = (
     "corner_prob", "cjk_prob", "qr_prob", "emboss_prob", "scene_text_prob", "fill_prob", "jpeg_prob",
     "color_shift_prob", "resize_prob", "blur_prob", "plate_prob", "plate_alone_prob",
     "plate_fill_prob", "artwork_prob", "artwork_mono_prob", "signature_prob", "texture_clean_prob",
+    "scene_object_prob", "banner_prob", "id_text_prob", "plain_logo_prob", "line_grid_prob",
 )  # fmt: skip
 PLATE_SHAPES = ("rectangle", "rounded", "pill", "circle", "banner")
 
@@ -280,16 +306,6 @@ _SIGN_COLOURS = (
 )
 
 
-def _perspective(dst: np.ndarray, src: np.ndarray) -> tuple[float, ...]:
-    """PIL's PERSPECTIVE coefficients that map output points `dst` to input points `src`
-    (4 x 2 each)."""
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    return tuple(np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
-
-
 class WatermarkSynth:
     """Text watermarks composited over clean backgrounds; a pure function of (seed, index).
 
@@ -334,6 +350,10 @@ class WatermarkSynth:
             clean = self.backgrounds.sample(rng, cfg.size).astype(np.float32)
         if cfg.scene_text_prob > 0 and rng.random() < cfg.scene_text_prob:
             self._scene_text(rng, clean)
+        if cfg.scene_object_prob > 0 and rng.random() < cfg.scene_object_prob:
+            for _ in range(int(rng.integers(1, cfg.max_scene_objects + 1))):
+                other = self.backgrounds.sample(rng, cfg.size)
+                draw_scene_object(rng, clean, cfg.scene_objects, self.fonts, other)
         image = clean.copy()
         if cfg.texture_clean_prob <= 0:
             marked = rng.random() >= cfg.clean_fraction
@@ -361,15 +381,23 @@ class WatermarkSynth:
         """Draw one mark (or one tiled grid of it) into `image` in place."""
         cfg = self.config
         size = cfg.size
+        style = None if tiled else self._mark_style(rng)
         cjk_path = None
-        if cfg.cjk_prob > 0 and rng.random() < cfg.cjk_prob:
+        if style == "banner":
+            text = url_phrase(rng)
+        elif style == "id":
+            text = id_phrase(rng)
+        elif cfg.cjk_prob > 0 and rng.random() < cfg.cjk_prob:
             fonts = cjk_fonts()
             cjk_path = fonts[int(rng.integers(len(fonts)))]
             text = cjk_phrase(rng, covered(cjk_path))
         else:
             text = random_phrase(rng)
         signature = not tiled and cfg.signature_prob > 0 and rng.random() < cfg.signature_prob
-        if signature:
+        signature = signature or style == "id"
+        if style == "banner":
+            px = max(6, int(size * rng.uniform(0.05, 0.14)))
+        elif signature:
             h_lo, h_hi = cfg.signature_image_height
             px = max(6, round(rng.uniform(*cfg.signature_size) * rng.uniform(h_lo, h_hi)))
         else:
@@ -381,29 +409,38 @@ class WatermarkSynth:
             angle = math.copysign(max(abs(angle), 15.0), angle)
         stroke = max(1, px // 12) if rng.random() < cfg.outline_prob else 0
         shadow = max(1, px // 15) if rng.random() < cfg.shadow_prob else 0
+        if style is not None:  # banners, IDs and plain logos are flat: no outline, no shadow
+            stroke = shadow = 0
+            if style != "id":
+                angle = 0.0
         # One bounding box for every layer, padded for the outline and the shadow offset.
         left, top, right, bottom = font.getbbox(text, stroke_width=stroke, anchor="mm")
         box = (left - 1, top - 1, right + 1 + shadow, bottom + 1 + shadow)
         fill = _text_tile(text, font, 0, box)
         outer = _text_tile(text, font, stroke, box) if stroke else fill
-        if cfg.logo_prob > 0 and rng.random() < cfg.logo_prob:
+        if style == "plain_logo" or (cfg.logo_prob > 0 and rng.random() < cfg.logo_prob):
             fill, outer, box = self._logo_layers(rng, px, stroke, shadow, fill, outer, box)
             left, top, right, bottom = box
-        artwork = cfg.artwork_prob > 0 and rng.random() < cfg.artwork_prob
+        artwork = style is None and cfg.artwork_prob > 0 and rng.random() < cfg.artwork_prob
         corner = signature or (not tiled and cfg.corner_prob > 0 and rng.random() < cfg.corner_prob)
         color = _rand_color(rng)
         opacity = draw_opacity(rng, cfg)
+        if style == "plain_logo":  # white or black, faint: a logo stamped on the photo
+            color = np.full(3, 255.0 if rng.random() < 0.6 else 0.0, np.float32)
+            opacity = float(rng.uniform(0.15, 0.6))
         if cfg.fill_prob > 0 and rng.random() < cfg.fill_prob:
             color = self._fill(rng, color, period=4.0 * max(right - left, bottom - top, px))
         mode = "normal"
         if cfg.blend_probs[0] < 1.0:
             p = np.asarray(cfg.blend_probs, np.float64)
             mode = BLEND_MODES[int(rng.choice(len(BLEND_MODES), p=p / p.sum()))]
+        if style is not None:
+            mode = "normal"
         layers = []
         if artwork:
             layers, box = self._artwork_layers(rng, px, shadow, fill, color, opacity)
             left, top, right, bottom = box
-        elif cfg.emboss_prob > 0 and rng.random() < cfg.emboss_prob:
+        elif style is None and cfg.emboss_prob > 0 and rng.random() < cfg.emboss_prob:
             # The bevel replaces outline, shadow and blend mode: it is its own light and shade.
             layers, box = _emboss_layers(rng, fill, box, px, color, opacity)
             mode = "normal"
@@ -415,8 +452,8 @@ class WatermarkSynth:
             if stroke:
                 layers.append((outer, 255.0 - color, opacity))  # contrasting outline
             layers.append((fill, color, opacity))
-        if cfg.plate_prob > 0 and rng.random() < cfg.plate_prob:
-            layers, box = self._plate_layers(rng, layers, box, px, tiled)
+        if style == "banner" or (style is None and cfg.plate_prob > 0 and rng.random() < cfg.plate_prob):
+            layers, box = self._plate_layers(rng, layers, box, px, tiled, banner=style == "banner")
             left, top, right, bottom = box
             if not tiled and box[2] - box[0] > size:  # a banner: level, across the image
                 angle = float(rng.uniform(-3, 3))
@@ -433,11 +470,20 @@ class WatermarkSynth:
                 for x in np.arange(-dx, side + dx, dx)
             ]
             o = (side - size) // 2
+            lines = cfg.line_grid_prob > 0 and rng.random() < cfg.line_grid_prob
+            if lines:
+                layers.append((self._line_grid(rng, side, dy, px), layers[-1][1], layers[-1][2]))
         else:
             side = size
             spots = [(size / 2 + rng.uniform(-0.45, 0.45) * size, size / 2 + rng.uniform(-0.45, 0.45) * size)]
             o = 0
-            if corner:
+            if style == "banner":
+                # Along the top or the bottom edge, where listing sites put theirs.
+                w, h = right - left, bottom - top
+                y = h / 2 + size * rng.uniform(0.0, 0.12)
+                x = size / 2 if w >= size else rng.uniform(w / 2, max(w / 2, size - w / 2) + 1e-3)
+                spots = [(x, y if rng.random() < 0.5 else size - y)]
+            elif corner:
                 # A signature: level, pulled in so that it ends near a corner.
                 angle = float(rng.uniform(-4, 4))
                 w, h = right - left, bottom - top
@@ -450,7 +496,9 @@ class WatermarkSynth:
                     )
                 ]
         for tile, col, op in layers:
-            if tiled:
+            if tiled and tile.size == (side, side):  # the line grid: already the whole canvas
+                cov = tile.rotate(angle, Image.Resampling.BILINEAR).crop((o, o, o + size, o + size))
+            elif tiled:
                 cov = Image.new("L", (side, side), 0)
                 for x, y in spots:
                     cov.paste(255, (round(x) + box[0], round(y) + box[1]), mask=tile)
@@ -465,6 +513,34 @@ class WatermarkSynth:
             image *= 1.0 - a
             image += a * target
 
+    def _mark_style(self, rng: np.random.Generator) -> str | None:
+        """A single mark's look-alike-of-scene style (banner, id, plain_logo) or None."""
+        cfg = self.config
+        for style, p in (
+            ("banner", cfg.banner_prob),
+            ("id", cfg.id_text_prob),
+            ("plain_logo", cfg.plain_logo_prob),
+        ):
+            if p > 0 and rng.random() < p:
+                return style
+        return None
+
+    def _line_grid(self, rng: np.random.Generator, side: int, dy: float, px: int) -> Image.Image:
+        """Thin lines (1-2 px) of a tiled mark's grid on the whole (side, side) canvas: one
+        between every two rows, and with half the chance a crossing set at an angle."""
+        out = Image.new("L", (side, side), 0)
+        draw = ImageDraw.Draw(out)
+        width = 1 if rng.random() < 0.6 else 2
+        offset = rng.uniform(0, dy)
+        for y in np.arange(offset - dy / 2, side + dy, dy):
+            draw.line((0, y, side, y), fill=255, width=width)
+        if rng.random() < 0.5:
+            slant = math.tan(math.radians(rng.uniform(30, 70))) * (1 if rng.random() < 0.5 else -1)
+            step = max(dy, px) * rng.uniform(1.0, 2.5)
+            for x in np.arange(-side * 2, side * 3, step):
+                draw.line((x, 0, x + side / slant, side), fill=255, width=width)
+        return out
+
     def _plate_layers(
         self,
         rng: np.random.Generator,
@@ -472,11 +548,15 @@ class WatermarkSynth:
         box: tuple[int, ...],
         px: int,
         tiled: bool,
+        banner: bool = False,
     ) -> tuple[list[tuple[Image.Image, np.ndarray, float]], tuple[int, ...]]:
         """The mark's layers on a plate: the plate first (underneath), every layer re-padded
-        to the plate's box, which they all share (tiled placement pastes by the box)."""
+        to the plate's box, which they all share (tiled placement pastes by the box).
+        `banner`: a bar across the image or a box behind a site address, never alone."""
         cfg = self.config
         shapes = PLATE_SHAPES if not tiled else PLATE_SHAPES[:-1]  # a banner does not tile
+        if banner:
+            shapes = ("banner", "rectangle", "rounded")
         shape = shapes[int(rng.integers(len(shapes)))]
         w, h = box[2] - box[0], box[3] - box[1]
         pad_x, pad_y = (int(px * rng.uniform(0.2, 0.8)) + 1 for _ in range(2))
@@ -505,7 +585,7 @@ class WatermarkSynth:
         opacity = float(rng.uniform(*cfg.plate_opacity))
         new_box = (-(pw // 2), -(ph // 2), pw - pw // 2, ph - ph // 2)
         out = [(plate, color, opacity)]
-        if rng.random() >= cfg.plate_alone_prob:
+        if banner or rng.random() >= cfg.plate_alone_prob:
             for tile, col, op in layers:  # centred on the plate, as they were on the mark
                 canvas = Image.new("L", (pw, ph), 0)
                 canvas.paste(tile, (box[0] - new_box[0], box[1] - new_box[1]))
@@ -640,7 +720,10 @@ class WatermarkSynth:
         dst += rng.uniform(-0.15, 0.15, (4, 2)) * [w * scale, h * scale]
         dst += rng.uniform(0.15, 0.85, 2) * size
         warped = tile.transform(
-            (size, size), Image.Transform.PERSPECTIVE, _perspective(dst, corners), Image.Resampling.BILINEAR
+            (size, size),
+            Image.Transform.PERSPECTIVE,
+            perspective_coefficients(dst, corners),
+            Image.Resampling.BILINEAR,
         )
         rgba = np.asarray(warped, np.float32)
         sigma = float(rng.uniform(0.0, 1.0))

@@ -98,7 +98,7 @@ def check_export_config(cfg: DictConfig) -> None:
 
 def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; cheap, so it runs before imports of data."""
-    from wmseg.synth.backgrounds import HELDOUT  # here: the module stays free of the synthesis
+    from wmseg.synth.backgrounds import BANK_VAL, HELDOUT  # here: the module stays free of the synthesis
 
     lr = _get(cfg, "model.optimizer.lr")
     if lr is not None and not (_number(lr) and lr > 0):
@@ -115,13 +115,17 @@ def check_run_config(cfg: DictConfig) -> None:
     # (key, names it takes besides a folder, what null means)
     folders = (
         ("data.backgrounds", (), "the bundled default"),
-        ("data.val_backgrounds", (HELDOUT,), "the train photos"),
+        ("data.val_backgrounds", (HELDOUT, BANK_VAL), "the train photos"),
     )
+    never_seen = {
+        HELDOUT: "bundled photos training never sees",
+        BANK_VAL: "the photo bank's validation photos",
+    }
     for key, names, default in folders:
         folder = _get(cfg, key)
         if folder is None or folder in names or Path(str(folder)).expanduser().is_dir():
             continue
-        also = "".join(f", {key}={name} (bundled photos training never sees)" for name in names)
+        also = "".join(f", {key}={name} ({never_seen[name]})" for name in names)
         raise ConfigError(
             f"{key}={folder} is not a folder: point it at a folder of clean photos{also}, "
             f"or set {key}=null for {default}"
