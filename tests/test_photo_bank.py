@@ -186,3 +186,21 @@ def test_a_recipe_on_a_missing_bank_stops_with_the_install_command(make_cfg, tmp
     cfg = make_cfg("experiment=cpu_overlay", "debug=fdr", f"data.photo_bank={tmp_path / 'none'}")
     with pytest.raises(ConfigError, match=r"photo bank not found at .*none: install it with make photos"):
         train(cfg)
+
+
+def test_large_scene_text_fills_much_of_the_crop_and_stays_out_of_the_mask():
+    base = dict(**_BASE, clean_fraction=1.0, scene_text_prob=1.0)
+    large = WatermarkSynth(SynthConfig(**base, scene_large_prob=1.0), _Photo())
+    small = WatermarkSynth(SynthConfig(**base), _Photo())
+    plain = _Photo().sample(np.random.default_rng(0), 128).astype(np.int16)
+
+    def covered(synth: WatermarkSynth, i: int) -> float:
+        s = synth.render(6, i)
+        assert s.mask.sum() == 0
+        return float((np.abs(s.image.astype(np.int16) - plain).max(axis=2) > 25).mean())
+
+    big = [covered(large, i) for i in range(6)]
+    assert np.mean(big) > 2 * np.mean([covered(small, i) for i in range(6)])
+    assert min(big) > 0.15
+    with pytest.raises(ValueError, match=r"data\.synth\.scene_large_prob"):
+        SynthConfig(scene_large_prob=2.0)

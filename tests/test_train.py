@@ -34,11 +34,12 @@ def test_fast_dev_run_experiments(make_cfg, name, request):
         "prune_finetune": "ckpt_from",
         "restore_finetune": "ckpt_from",
         "generalise_finetune": "ckpt_from",
+        "overlay_finetune": "ckpt_from",
     }
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
     if name in ("cpu_generalise", "generalise_finetune") and not TUXPAINT_STAMPS.is_dir():
         pytest.skip(f"{name} draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
-    if name == "cpu_overlay":
+    if name in ("cpu_overlay", "overlay_finetune"):
         extra.append(f"data.photo_bank={request.getfixturevalue('tiny_photo_bank')}")
     cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)

@@ -17,7 +17,7 @@ from wmseg.synth.artwork import artwork_layers, check_artwork_sources
 from wmseg.synth.backgrounds import BackgroundBank
 from wmseg.synth.fonts import cjk_fonts, covered, latin_fonts
 from wmseg.synth.logos import icon_glyphs, logo_tile, qr_code
-from wmseg.synth.scene import SCENE_OBJECTS, draw_scene_object, perspective_coefficients
+from wmseg.synth.scene import SCENE_OBJECTS, draw_scene_object, perspective_coefficients, plane_corners
 from wmseg.synth.text import cjk_phrase, id_phrase, random_phrase, scene_phrase, url_phrase
 
 
@@ -90,6 +90,10 @@ class SynthConfig:
     scene_object_prob: float = 0.0
     scene_objects: tuple[str, ...] = SCENE_OBJECTS
     max_scene_objects: int = 2
+    # A scene sign or object is, with this probability, seen face-on and close: 60-98 %
+    # of the crop, within 5 degrees of level, barely warped (a shop sign or a label
+    # filling the frame looks most like an overlay). 0 draws nothing.
+    scene_large_prob: float = 0.0
     # Marks that look like scene: a single mark is, with `banner_prob`, a site address on
     # a translucent banner plate across the top or bottom of the image; with `id_text_prob`
     # an image ID ('#123456789') small in a corner; with `plain_logo_prob` a white or black
@@ -194,7 +198,8 @@ PROBABILITIES = (
     "corner_prob", "cjk_prob", "qr_prob", "emboss_prob", "scene_text_prob", "fill_prob", "jpeg_prob",
     "color_shift_prob", "resize_prob", "blur_prob", "plate_prob", "plate_alone_prob",
     "plate_fill_prob", "artwork_prob", "artwork_mono_prob", "signature_prob", "texture_clean_prob",
-    "scene_object_prob", "banner_prob", "id_text_prob", "plain_logo_prob", "line_grid_prob",
+    "scene_object_prob", "scene_large_prob", "banner_prob", "id_text_prob", "plain_logo_prob",
+    "line_grid_prob",
 )  # fmt: skip
 PLATE_SHAPES = ("rectangle", "rounded", "pill", "circle", "banner")
 
@@ -353,7 +358,8 @@ class WatermarkSynth:
         if cfg.scene_object_prob > 0 and rng.random() < cfg.scene_object_prob:
             for _ in range(int(rng.integers(1, cfg.max_scene_objects + 1))):
                 other = self.backgrounds.sample(rng, cfg.size)
-                draw_scene_object(rng, clean, cfg.scene_objects, self.fonts, other)
+                large = cfg.scene_large_prob > 0 and rng.random() < cfg.scene_large_prob
+                draw_scene_object(rng, clean, cfg.scene_objects, self.fonts, other, large)
         image = clean.copy()
         if cfg.texture_clean_prob <= 0:
             marked = rng.random() >= cfg.clean_fraction
@@ -687,8 +693,9 @@ class WatermarkSynth:
         """Paint a sign into `image` in place: opaque text on a panel, warped in perspective,
         shaded by a light gradient and softened like the photo's focus."""
         size = self.config.size
+        large = self.config.scene_large_prob > 0 and rng.random() < self.config.scene_large_prob
         text = scene_phrase(rng)
-        px = max(6, int(size * rng.uniform(0.06, 0.22)))
+        px = max(6, int(size * rng.uniform(*((0.15, 0.4) if large else (0.06, 0.22)))))
         font = _font(self.fonts[int(rng.integers(len(self.fonts)))], px)
         probe = ImageDraw.Draw(Image.new("L", (1, 1)))
         left, top, right, bottom = probe.multiline_textbbox(
@@ -712,13 +719,8 @@ class WatermarkSynth:
         tile.putalpha(alpha)
         # Where the panel's corners land: scaled to fit, turned, each corner pulled a little
         # (a plane seen at an angle), centred anywhere in the crop.
-        scale = min(1.0, size * rng.uniform(0.3, 0.9) / max(w, h))
-        turn = math.radians(rng.uniform(-20, 20))
-        rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-        dst = (corners - [w / 2, h / 2]) * scale @ rot.T
-        dst += rng.uniform(-0.15, 0.15, (4, 2)) * [w * scale, h * scale]
-        dst += rng.uniform(0.15, 0.85, 2) * size
+        dst = plane_corners(rng, w, h, size, (0.3, 0.9), 20.0, 0.15, large)
         warped = tile.transform(
             (size, size),
             Image.Transform.PERSPECTIVE,

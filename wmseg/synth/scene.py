@@ -35,6 +35,33 @@ def perspective_coefficients(dst: np.ndarray, src: np.ndarray) -> tuple[float, .
     return tuple(np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
 
 
+def plane_corners(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    size: int,
+    fill: tuple[float, float],
+    turn: float,
+    pull: float,
+    large: bool = False,
+) -> np.ndarray:
+    """Where the corners of a (w, h) plane land in a (size, size) image (4 x 2): scaled so
+    its long side covers `fill` of the image, turned up to `turn` degrees, each corner
+    pulled up to `pull` of its size (a plane seen at an angle), centred anywhere. `large`:
+    a sign or label seen face-on and close: 60-98 % of the image, within 5 degrees of
+    level, barely warped, near the centre."""
+    if large:
+        fill, turn, pull = (0.6, 0.98), 5.0, 0.03
+    scale = min(2.0 if large else 1.0, size * rng.uniform(*fill) / max(w, h))
+    angle = math.radians(rng.uniform(-turn, turn))
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    dst = (corners - [w / 2, h / 2]) * scale @ rot.T
+    dst += rng.uniform(-pull, pull, (4, 2)) * [w * scale, h * scale]
+    dst += rng.uniform(*((0.35, 0.65) if large else (0.15, 0.85)), 2) * size
+    return dst
+
+
 def _coverage(text: str, font: ImageFont.FreeTypeFont, pad: int) -> np.ndarray:
     """Anti-aliased coverage (float 0-1) of `text`, `pad` px of margin on each side."""
     left, top, right, bottom = font.getbbox(text, anchor="mm")
@@ -237,13 +264,15 @@ def draw_scene_object(
     kinds: Sequence[str],
     fonts: Sequence[Path],
     other: np.ndarray | None = None,
+    large: bool = False,
 ) -> str:
     """Paint one object of a kind from `kinds` (`SCENE_OBJECTS`) into `image` ((S, S, 3)
     float32, in place), lit by the image's own light, in perspective, maybe occluded;
-    returns its kind. `other` is a background crop a screen may show."""
+    returns its kind. `other` is a background crop a screen may show; `large`: seen
+    face-on and close (see `plane_corners`)."""
     size = image.shape[0]
     kind = kinds[int(rng.integers(len(kinds)))]
-    px = max(8, int(size * rng.uniform(0.05, 0.16)))
+    px = max(8, int(size * rng.uniform(*((0.12, 0.3) if large else (0.05, 0.16)))))
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), px)
     if kind == "chrome":
         rgba = _chrome(rng, font, px)
@@ -264,15 +293,8 @@ def draw_scene_object(
         rgba[..., 3] *= np.asarray(alpha, np.float32) / 255.0
     if rng.random() < 0.4:
         rgba[..., 3] *= 1.0 - _occluder(rng, h, w)
-    # Corners placed in the image: scaled to fit, turned a little, pulled apart (a plane
-    # seen at an angle).
-    scale = min(1.0, size * rng.uniform(0.2, 0.8) / max(w, h))
-    turn = math.radians(rng.uniform(-15, 15))
-    rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    dst = (corners - [w / 2, h / 2]) * scale @ rot.T
-    dst += rng.uniform(-0.2, 0.2, (4, 2)) * [w * scale, h * scale]
-    dst += rng.uniform(0.15, 0.85, 2) * size
+    dst = plane_corners(rng, w, h, size, (0.2, 0.8), 15.0, 0.2, large)
     coeffs = perspective_coefficients(dst, corners)
     planes = [
         Image.fromarray(np.clip(rgba[..., c], 0, 255).astype(np.uint8)).transform(
