@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "compression"
 REAL = [ROOT.parent / "shared" / "eval" / name for name in ("aucourde", "stock_coarse", "chotot_coarse")]
@@ -266,14 +268,6 @@ def markdown(table: dict, cpu: str) -> str:
         + "\n".join(lines)
         + "\n"
     )
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((x.split(":", 1)[1].strip() for x in out.splitlines() if x.startswith("Model name")), "?")
-    flags = next((x.split(":", 1)[1].split() for x in out.splitlines() if x.startswith("Flags")), [])
-    wanted = [f for f in flags if f.startswith(("avx512f", "avx512_vnni", "avx512_bf16", "amx", "avx2"))]
-    return f"{model} ({', '.join(wanted)})"
 
 
 def main() -> None:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name
 from PIL import Image
 from skimage.metrics import structural_similarity
 
@@ -120,16 +119,6 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
         return table, None
     width = max(g.shape[1] for g in grid)
     return table, np.concatenate([np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0))) for g in grid], 0)
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def markdown(results: dict, model: str) -> str:

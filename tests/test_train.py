@@ -39,10 +39,31 @@ def test_fast_dev_run_experiments(make_cfg, name, request):
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
     if name in ("cpu_generalise", "generalise_finetune") and not TUXPAINT_STAMPS.is_dir():
         pytest.skip(f"{name} draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
-    if name in ("cpu_overlay", "overlay_finetune"):
+    if name in ("cpu_overlay", "overlay_finetune", "cpu_compose"):
         extra.append(f"data.photo_bank={request.getfixturevalue('tiny_photo_bank')}")
+    if name.startswith("gpu_") or name == "cpu_compose":  # a tiny layer bank
+        extra += ["data.bank_layers=30", "data.bank_backgrounds=12"]
     cfg = make_cfg(f"experiment={name}", "debug=fdr", "model.net.encoder_weights=null", *extra)
     assert "val/iou" in train(cfg)
+
+
+@pytest.mark.parametrize("compose_on", ["cpu", "gpu"])
+def test_fast_path_trains_with_either_compositor(make_cfg, compose_on):
+    # compose_on=gpu composes on the training device: the CPU here, the same code.
+    cfg = make_cfg(
+        "debug=fdr", "data.engine=compose", f"data.compose_on={compose_on}", "data.bank_layers=20",
+        "data.bank_backgrounds=8", "data.live_fraction=0.25",
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/iou"] <= 1.0 and metrics["test/loss"] > 0
+    assert any((Path(cfg.paths.root_dir) / "data" / "layer_bank").glob("*/manifest.json"))
+
+
+def test_multi_process_strategies_with_debug_configs_run_or_say_why(make_cfg):
+    # debug= forces the CPU: DDP runs there without SyncBatchNorm; DeepSpeed is refused.
+    assert "val/iou" in train(make_cfg("trainer=ddp", "debug=fdr"))
+    with pytest.raises(ConfigError, match=r"needs CUDA GPUs.*drop trainer=deepspeed"):
+        train(make_cfg("trainer=deepspeed", "debug=fdr"))
 
 
 def test_debug_limit_writes_checkpoints_with_config(make_cfg, tmp_path):

@@ -82,6 +82,25 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> Path:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, array)
+
+    return write_atomic(path, write)
+
+
+def file_record(path: str | Path) -> dict[str, int | str]:
+    """A file's size and SHA-256: what a manifest pins a written shard to."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return {"bytes": Path(path).stat().st_size, "sha256": h.hexdigest()}
+
+
 def save_png_atomic(array: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 import wmseg
-from wmseg.atomic import write_atomic, write_text_atomic
+from wmseg.atomic import file_record, save_npy_atomic, write_text_atomic
 from wmseg.synth import WatermarkSynth
-from wmseg.synth.backgrounds import HELDOUT, list_images
+from wmseg.synth.backgrounds import HELDOUT, folder_signature
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +40,11 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _backgrounds_signature(folder: Path | None) -> Any:
-    if folder is None:
-        return None
-    files = list_images(folder)
-    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    return {"folder": str(folder.resolve()), "files": hashlib.sha256(repr(stats).encode()).hexdigest()}
-
-
 def cache_key(synth: WatermarkSynth, seed: int, length: int) -> tuple[str, dict[str, Any]]:
     """(key, what it hashes) for `length` samples of `synth` from `seed`."""
     spec = {
         "synth": dataclasses.asdict(synth.config),
-        "backgrounds": (
-            HELDOUT if synth.backgrounds.heldout else _backgrounds_signature(synth.backgrounds.folder)
-        ),
+        "backgrounds": (HELDOUT if synth.backgrounds.heldout else folder_signature(synth.backgrounds.folder)),
         "background_options": dataclasses.asdict(synth.backgrounds.options),
         "seed": seed,
         "length": length,
@@ -68,25 +58,8 @@ def _shard_names(length: int) -> list[tuple[str, str, int]]:
     return [(f"images_{i:05d}.npy", f"masks_{i:05d}.npy", min(SHARD, length - i * SHARD)) for i in range(n)]
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-            np.save(f, array)
-
-    write_atomic(path, write)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _shard_record(folder: Path, name: str) -> dict[str, Any]:
-    path = folder / name
-    return {"bytes": path.stat().st_size, "sha256": _file_digest(path)}
+    return file_record(folder / name)
 
 
 # Caches whose shards were hashed in this process, with the (name, size, mtime) they had.
@@ -142,8 +115,8 @@ def build_disk_cache(synth: WatermarkSynth, seed: int, length: int, cache_dir: s
         for j in range(n):
             sample = synth.render(seed, s * SHARD + j)
             images[j], masks[j] = sample.image, sample.mask
-        _save_npy(folder / images_name, images)
-        _save_npy(folder / masks_name, masks)
+        save_npy_atomic(folder / images_name, images)
+        save_npy_atomic(folder / masks_name, masks)
         shards |= {name: _shard_record(folder, name) for name in (images_name, masks_name)}
     manifest = {**spec, "key": key, "shard": SHARD, "shards": shards}
     write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))

@@ -14,14 +14,18 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from wmseg.data.cache import DiskSamples, MemorySamples, build_disk_cache
-from wmseg.data.dataset import Augment, FolderCrops, MixedPairs, scan_pairs
+from wmseg.data.dataset import Augment, ComposedWatermarks, FolderCrops, MixedPairs, scan_pairs
 from wmseg.data.folder import Item
 from wmseg.data.splits import SPLITS, FolderSplits, SyntheticSplits, split_seed
+from wmseg.synth.compose import Composer
+from wmseg.synth.layer_bank import BankSpec, LayerBank
 
 # torchdata 0.11 calls a torch function that torch 2.14 deprecated; nothing to act on.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 CACHE_MODES = ("none", "memory", "disk")
+ENGINES = ("render", "compose")
+COMPOSE_ON = ("cpu", "gpu")
 
 
 def _known(splits: type, keys: dict[str, Any]) -> dict[str, Any]:
@@ -113,11 +117,37 @@ class WatermarkDataModule(_Loaders):
         augment: Augment | None = None,
         real_roots: Sequence[str] | None = None,
         real_ratio: float = 0.0,
+        engine: str = "render",
+        compose_on: str = "cpu",
+        bank_layers: int = 20000,
+        bank_backgrounds: int = 8000,
+        live_fraction: float = 0.05,
+        bank_dir: str | Path | None = None,
         **splits: Any,
     ) -> None:
         """`splits`: the keys of `SyntheticSplits` (synth, backgrounds, photo sources,
-        split sizes, seed ...), with its defaults."""
+        split sizes, seed ...), with its defaults. `engine=compose` draws the train split
+        from a layer bank (`bank_layers` marks and `bank_backgrounds` backgrounds rendered
+        once into `bank_dir`, `live_fraction` of the samples still rendered live), composed
+        on the loader's CPU workers or, with `compose_on=gpu`, on the training device."""
         super().__init__(batch_size, num_workers, pin_memory, persistent_workers, prefetch_factor)
+        if engine not in ENGINES or compose_on not in COMPOSE_ON:
+            raise ValueError(
+                f"data.engine={engine!r}, data.compose_on={compose_on!r}: use one of "
+                f"{', '.join(ENGINES)} and one of {', '.join(COMPOSE_ON)}"
+            )
+        if engine == "compose" and not bank_dir:
+            raise ValueError("data.engine=compose needs data.bank_dir (a folder for the layer bank)")
+        if engine == "compose" and cache != "none":
+            raise ValueError(
+                f"data.engine=compose composes every sample anew: set data.cache=none, not {cache!r}"
+            )
+        if compose_on == "gpu" and engine != "compose":
+            raise ValueError("data.compose_on=gpu composes from the layer bank: set data.engine=compose")
+        self.engine, self.compose_on, self.bank_dir = engine, compose_on, bank_dir
+        self.bank_spec = BankSpec(bank_layers, bank_backgrounds)
+        self.live_fraction = live_fraction
+        self._gpu_composer: Any = None
         if cache not in CACHE_MODES:
             raise ValueError(f"data.cache={cache!r}: use one of {', '.join(CACHE_MODES)}")
         if cache == "disk" and not cache_dir:
@@ -137,8 +167,17 @@ class WatermarkDataModule(_Loaders):
                 "lack: set data.real_ratio=0 (or restoration_targets=false)"
             )
 
+    def _layer_bank(self) -> LayerBank:
+        train = self.splits.synths()["train"]
+        spec = BankSpec(
+            self.bank_spec.layers, self.bank_spec.backgrounds, split_seed(self.splits.seed, "train")
+        )
+        return LayerBank.build(train, spec, self.bank_dir)
+
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node, before setup() on every rank.
+        if self.engine == "compose":
+            self._layer_bank()
         if self.cache == "disk":
             synths, sizes = self.splits.synths(), self.splits.sizes
             for split in SPLITS:
@@ -160,6 +199,17 @@ class WatermarkDataModule(_Loaders):
             elif self.cache == "memory":
                 store = MemorySamples(synth, seed, n)
             augment = self.augment if split == "train" else None
+            if split == "train" and self.engine == "compose":
+                if self.splits.restoration_targets:
+                    raise ValueError(
+                        "data.engine=compose does not give clean photos yet: "
+                        "set data.restoration_targets=false"
+                    )
+                composer = Composer(synth.config, self._layer_bank())
+                self.datasets[split] = ComposedWatermarks(
+                    composer, synth, n, seed, self.live_fraction, augment, plans=self.compose_on == "gpu"
+                )
+                continue
             self.datasets[split] = self.splits.dataset(split, store=store, augment=augment)
         if self.real_ratio > 0:
             n, seed = sizes["train"], split_seed(self.splits.seed, "train")
@@ -170,6 +220,17 @@ class WatermarkDataModule(_Loaders):
     def eval_sets(self, split: str = "test") -> list[Sequence[Item]]:
         """A split (the test split by default) as native-size uint8 items."""
         return self.splits.eval_sets(split)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # data.compose_on=gpu: the train batch arrives as plans; compose it on its device.
+        if isinstance(batch, dict) and "plan_layer" in batch:
+            if self._gpu_composer is None:
+                from wmseg.data.gpu_compose import TorchComposer
+
+                composer = self.datasets["train"].composer
+                self._gpu_composer = TorchComposer(composer.config, composer.bank)
+            batch = self._gpu_composer(batch)
+        return batch
 
 
 class FolderDataModule(_Loaders):

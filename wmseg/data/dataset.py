@@ -15,13 +15,14 @@ from wmseg.data.cache import DiskSamples, MemorySamples
 from wmseg.data.folder import DataError, FolderPairs, check_mask_size, read_image, read_mask
 from wmseg.image_files import image_size
 from wmseg.synth import WatermarkSynth
+from wmseg.synth.compose import Composer
 
 log = logging.getLogger(__name__)
 
 # An albumentations transform (e.g. A.Compose) called as augment(image=..., mask=...).
 Augment = Callable[..., dict]
 # Separate random streams per use, so that adding one never shifts another.
-_AUGMENT_STREAM, _CROP_STREAM, _MIX_STREAM = 0xA6, 0xC7, 0x31
+_AUGMENT_STREAM, _CROP_STREAM, _MIX_STREAM, _LIVE_STREAM = 0xA6, 0xC7, 0x31, 0x11
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -109,6 +110,80 @@ class SyntheticWatermarks(Dataset):
             out = augment_arrays(self.augment, self.seed, index, image=image, mask=mask, clean=clean)
             image, mask, clean = out["image"], out["mask"], out["clean"]
         return {**to_tensors(image, mask), "clean": image_tensor(clean)}
+
+
+class ComposedWatermarks(Dataset):
+    """`length` samples composed from a layer bank (`wmseg.synth.compose`), the fast path;
+    a share `live_fraction` (drawn from (seed, i)) is rendered live by `synth` instead, so
+    marks never seen in the bank keep coming. Sample i is a pure function of (seed, i).
+
+    `plans=True` (data.compose_on=gpu) returns the sample's plan as tensors instead, for
+    `wmseg.data.gpu_compose` to carry out on the device; a live sample then comes finished
+    beside it (`live`, `live_image`, `live_mask`).
+    """
+
+    def __init__(
+        self,
+        composer: Composer,
+        synth: WatermarkSynth,
+        length: int,
+        seed: int,
+        live_fraction: float = 0.0,
+        augment: Augment | None = None,
+        plans: bool = False,
+    ) -> None:
+        if length <= 0:
+            raise ValueError(f"dataset length must be > 0, got {length}")
+        if not 0.0 <= live_fraction <= 1.0:
+            raise ValueError(f"data.live_fraction must be within [0, 1], got {live_fraction}")
+        if plans and augment is not None:
+            raise ValueError(
+                "data.compose_on=gpu composes on the device, after any CPU augmentation could run: "
+                "set data.augment=null (the compositor draws flips and quarter turns itself)"
+            )
+        self.composer, self.synth, self.length, self.seed = composer, synth, length, seed
+        self.live_fraction, self.augment, self.plans = live_fraction, augment, plans
+
+    def __len__(self) -> int:
+        return self.length
+
+    def is_live(self, index: int) -> bool:
+        if self.live_fraction <= 0:
+            return False
+        return bool(np.random.default_rng([self.seed, index, _LIVE_STREAM]).random() < self.live_fraction)
+
+    def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        if self.is_live(index):
+            image, mask = self.synth.render(self.seed, index)
+        else:
+            image, mask = self.composer.render(self.seed, index)
+        if self.augment is not None:
+            image, mask = augment_pair(self.augment, image, mask, self.seed, index)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not self.plans:
+            return to_tensors(*self.pair(index))
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        size = self.composer.config.size
+        out = {
+            f"plan_{k}": torch.from_numpy(np.asarray(v))
+            for k, v in self.composer.plan(self.seed, index)._asdict().items()
+        }
+        if self.live_fraction <= 0:  # no finished samples to carry beside the plans
+            return out
+        live = self.is_live(index)
+        if live:
+            image, mask = self.synth.render(self.seed, index)
+        else:
+            image, mask = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)
+        out["live"] = torch.tensor(live)
+        out["live_image"] = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        out["live_mask"] = torch.from_numpy(np.ascontiguousarray(mask))[None]
+        return out
 
 
 def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:

@@ -142,3 +142,21 @@ def load_model(path: str | Path, net_config: dict[str, Any] | None = None) -> Lo
     load_weights(net, ckpt, path, (net_config or stored).get("encoder_name"))
     threshold = float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5))
     return LoadedModel(net.eval(), threshold, meta["config"], str(meta.get("version", "?")), path)
+
+
+def slim_checkpoint(path: str | Path, out: str | Path) -> Path:
+    """A copy of checkpoint `path` with only what inference and export read: the network's
+    weights in fp16 (about half the size, and no optimizer, EMA or loop state), its
+    architecture, the training config and the threshold. `load_model` and `export.py`
+    take it like the full checkpoint; `ckpt_from` fine-tunes from it."""
+    from wmseg.atomic import write_atomic
+
+    path = Path(path).expanduser()
+    ckpt = read_checkpoint(path)
+    net = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.items()}
+    slim = {"wmseg": ckpt["wmseg"], "state_dict": state}
+    slim["hyper_parameters"] = {"threshold": float(ckpt.get("hyper_parameters", {}).get("threshold", 0.5))}
+    if ARCHITECTURE in ckpt:
+        slim[ARCHITECTURE] = ckpt[ARCHITECTURE]
+    return write_atomic(out, lambda tmp: torch.save(slim, tmp))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,6 +192,16 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def folder_signature(folder: Path | None) -> Any:
+    """What a cache keyed on a backgrounds folder hashes: its path and every file's name,
+    size and modification time (None for no folder)."""
+    if folder is None:
+        return None
+    files = list_images(folder)
+    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return {"folder": str(folder.resolve()), "files": hashlib.sha256(repr(stats).encode()).hexdigest()}
+
+
 def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth multi-octave colour texture with a gradient, uint8 (size, size, 3)."""
     out = np.zeros((size, size, 3), np.float32)
@@ -331,8 +342,10 @@ class BackgroundBank:
         self.options = BackgroundOptions(**options)
         self.heldout = folder == HELDOUT
         self.bank_val = folder == BANK_VAL
-        if BANK in self.options.photo_sources or self.bank_val:
-            photo_bank(self.options.photo_bank)  # a missing bank fails here, naming its install command
+        # A missing bank fails here, naming its install command; a folder replaces the
+        # bundled photos, and the bank with them.
+        if (BANK in self.options.photo_sources and folder is None) or self.bank_val:
+            photo_bank(self.options.photo_bank)
         named = folder is None or self.heldout or self.bank_val
         self.folder = None if named else Path(folder).expanduser()
         self.files: Sequence[Path] = list_images(self.folder) if self.folder else ()

@@ -235,6 +235,24 @@ def texture(image: np.ndarray) -> float:
     return float(np.abs(lap).mean())
 
 
+class MarkSpec(NamedTuple):
+    """One mark before placement: its layers (coverage tile (mode L), colour ((3,) or a
+    (size, size, 3) fill), opacity), drawn in order over the image and sharing `box`
+    (left, top, right, bottom around the mark's centre); its font size in px, angle in
+    degrees, blend mode, look-alike style (None, banner, id, plain_logo) and whether it
+    sits near a corner."""
+
+    layers: list[tuple[Image.Image, np.ndarray, float]]
+    box: tuple[int, ...]
+    # The box that spaces and places the mark: `box` without an emboss bevel's padding.
+    extent: tuple[int, ...]
+    px: int
+    angle: float
+    mode: str
+    style: str | None
+    corner: bool
+
+
 class Sample(NamedTuple):
     image: np.ndarray  # (H, W, 3) uint8 RGB
     mask: np.ndarray  # (H, W) uint8, 1 = watermark
@@ -340,10 +358,16 @@ class WatermarkSynth:
         assert clean is not None
         return sample, clean
 
-    def _render(self, seed: int, index: int, with_clean: bool) -> tuple[Sample, np.ndarray | None]:
+    def clean_background(
+        self, rng: np.random.Generator, texture_pick: bool = True
+    ) -> tuple[np.ndarray, bool | None]:
+        """The photo before any mark, float32 (size, size, 3), with the scene's own signs
+        and objects drawn in; and whether the image gets marks when that was drawn first
+        (texture-leaning clean images choose their background by it), else None.
+        `texture_pick=False` leaves that choice out (a layer bank makes it at compose time)."""
         cfg = self.config
-        rng = np.random.default_rng([seed, index])
-        if cfg.texture_clean_prob > 0:
+        marked = None
+        if cfg.texture_clean_prob > 0 and texture_pick:
             # Whether the image stays clean is drawn first: it chooses the background.
             marked = rng.random() >= cfg.clean_fraction
             if not marked and rng.random() < cfg.texture_clean_prob:
@@ -360,8 +384,14 @@ class WatermarkSynth:
                 other = self.backgrounds.sample(rng, cfg.size)
                 large = cfg.scene_large_prob > 0 and rng.random() < cfg.scene_large_prob
                 draw_scene_object(rng, clean, cfg.scene_objects, self.fonts, other, large)
+        return clean, marked
+
+    def _render(self, seed: int, index: int, with_clean: bool) -> tuple[Sample, np.ndarray | None]:
+        cfg = self.config
+        rng = np.random.default_rng([seed, index])
+        clean, marked = self.clean_background(rng)
         image = clean.copy()
-        if cfg.texture_clean_prob <= 0:
+        if marked is None:
             marked = rng.random() >= cfg.clean_fraction
         if marked:
             if rng.random() < cfg.tiled_fraction:
@@ -383,8 +413,9 @@ class WatermarkSynth:
         replay.bit_generator.state = rng.bit_generator.state
         return Sample(self._degrade(rng, image), mask), self._degrade(replay, clean)
 
-    def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
-        """Draw one mark (or one tiled grid of it) into `image` in place."""
+    def mark_spec(self, rng: np.random.Generator, tiled: bool) -> MarkSpec:
+        """What one mark is (its layers, box, size, angle, blend mode, style), before it is
+        placed; `tiled`: the unit of a tiled grid."""
         cfg = self.config
         size = cfg.size
         style = None if tiled else self._mark_style(rng)
@@ -463,7 +494,13 @@ class WatermarkSynth:
             left, top, right, bottom = box
             if not tiled and box[2] - box[0] > size:  # a banner: level, across the image
                 angle = float(rng.uniform(-3, 3))
+        return MarkSpec(layers, box, (left, top, right, bottom), px, angle, mode, style, corner)
 
+    def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
+        """Draw one mark (or one tiled grid of it) into `image` in place."""
+        cfg = self.config
+        size = cfg.size
+        layers, box, (left, top, right, bottom), px, angle, mode, style, corner = self.mark_spec(rng, tiled)
         if tiled:
             # Stamp a grid on a canvas that covers the image at any rotation, then rotate
             # the canvas and crop its centre.

@@ -146,6 +146,13 @@ def check_run_config(cfg: DictConfig) -> None:
 
     if _get(cfg, "model.calibrate_metric") is not None:
         check_calibrate_metric(_get(cfg, "model.calibrate_metric"), "model.calibrate_metric")
+    # debug= forces the CPU: DeepSpeed needs CUDA (DDP runs there on gloo).
+    strategy = str(_get(cfg, "trainer.strategy") or "")
+    if strategy.startswith("deepspeed") and _get(cfg, "trainer.accelerator") == "cpu":
+        raise ConfigError(
+            f"trainer.strategy={strategy} needs CUDA GPUs, and this run is on the CPU (debug= configs "
+            "force it): drop trainer=deepspeed for a debug run (trainer=ddp runs there), or run on GPUs"
+        )
     for key in ("train", "test"):
         if not isinstance(_get(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {_get(cfg, key)!r}")
