@@ -5,10 +5,12 @@
 
 For each image: PSNR and SSIM against the clean original, over the whole image and inside
 the true mask, for doing nothing, OpenCV Telea with the predicted mask, Telea with the
-true mask, and restoration (`remover=restore`) with the predicted mask. `--eval` is a set
+true mask, and restoration (`remover=restore`: un-blended where the predicted opacity is
+low, inpainted where it is high) with the predicted mask. `--eval` is a set
 with `images/`, `masks/` and `clean/` (evaluation only: it chooses nothing);
 `--synthetic N` adds the first N images of the model's own synthetic test split (its
-stored run config, rendered with the clean photos). Images without a mark are left out
+stored run config, rendered with the clean photos), where the predicted opacity is also
+measured against the renderer's (MAE inside and outside the true mask). Images without a mark are left out
 (there is nothing to remove). Writes `<out>.json`, `<out>.md` and a
 picture grid `<out>_grid.jpg` (input | Telea, predicted mask | restored | clean).
 """
@@ -54,7 +56,7 @@ def pairs_of(eval_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarr
             raise SystemExit(f"{eval_dir / 'clean'} has no original for {path.name}")
         clean = read_rgb(clean_path)
         truth = read_mask(eval_dir / "masks" / f"{path.stem}.png", image.shape[:2]).astype(bool)
-        out.append((path.name, image, truth, clean))
+        out.append((path.name, image, truth, clean, None))
     return out
 
 
@@ -69,7 +71,16 @@ def synthetic_pairs(ckpt: Path, n: int) -> list[tuple[str, np.ndarray, np.ndarra
     to_u8 = lambda t: (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
     items = [test[i] for i in range(min(n, len(test)))]
     return [
-        (f"synthetic_{i}", to_u8(it["image"]), it["mask"][0].numpy() > 0.5, to_u8(it["clean"]))
+        (
+            f"synthetic_{i}",
+            to_u8(it["image"]),
+            it["mask"][0].numpy() > 0.5,
+            to_u8(it["clean"]),
+            # The renderer's opacity where it is known (normal blends; NaN elsewhere).
+            np.where(it["known"][0].numpy() > 0.5, it["opacity"][0].numpy(), np.nan)
+            if "opacity" in it
+            else None,
+        )
         for i, it in enumerate(items)
     ]
 
@@ -78,7 +89,8 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
     telea = OpenCVInpainter()
     scores: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in ROWS}
     grid = []
-    for _, image, truth, clean in pairs:
+    opacity_errors: dict[str, list[float]] = {"in_mask": [], "off_mask": []}
+    for _, image, truth, clean, true_opacity in pairs:
         if clean.shape != image.shape:
             raise SystemExit(f"clean original {clean.shape} does not match the image {image.shape}")
         if not truth.any():
@@ -87,6 +99,13 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
             continue
         maps = remover.maps([image])[0]
         predicted = maps[0] >= remover.threshold
+        if true_opacity is not None and maps.shape[0] >= 5:
+            known = ~np.isnan(true_opacity)
+            err = np.abs(maps[4] - np.nan_to_num(true_opacity))
+            if (known & truth).any():  # marks of other blend modes only: nothing known there
+                opacity_errors["in_mask"].append(float(err[known & truth].mean()))
+            if (known & ~truth).any():
+                opacity_errors["off_mask"].append(float(err[known & ~truth].mean()))
         outs = {
             "nothing": image,
             "telea, predicted mask": fill(telea, image, dilate(predicted, remover.margin)),
@@ -115,6 +134,8 @@ def measure(remover: Remover, pairs: list, grid_rows: int = 4) -> tuple[dict, np
         }
         for name, v in scores.items()
     }
+    if opacity_errors["in_mask"]:
+        table["opacity MAE"] = {k: float(np.mean(v)) for k, v in opacity_errors.items()}
     if not grid:
         return table, None
     width = max(g.shape[1] for g in grid)
@@ -131,10 +152,18 @@ def markdown(results: dict, model: str) -> str:
         ]
         lines.append("|---|---|---|---|---|---|")
         for row, v in table.items():
+            if row == "opacity MAE":
+                continue
             lines.append(
                 f"| {row} | {v['images']} | {v['psnr_whole']:.2f} | {v['psnr_in_mask']:.2f} | "
                 f"{v['ssim_whole']:.4f} | {v['ssim_in_mask']:.4f} |"
             )
+        if "opacity MAE" in table:
+            v = table["opacity MAE"]
+            lines += [
+                "",
+                f"Opacity MAE: {v['in_mask']:.4f} inside the true mask, {v['off_mask']:.4f} outside it.",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -154,7 +183,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/restoration/removal"))
     args = parser.parse_args()
-    remover = Remover(args.model, remover="restore", threads=args.threads)
+    remover = Remover(args.model, remover="auto", threads=args.threads)
+    if not remover.restore:
+        raise SystemExit(f"{args.model} has no restoration head: nothing to compare Telea with")
     results, grids = {}, {}
     for eval_dir in args.eval:
         results[eval_dir.name], grids[eval_dir.name] = measure(remover, pairs_of(eval_dir))

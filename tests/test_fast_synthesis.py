@@ -123,6 +123,32 @@ def test_mask_is_the_visible_footprint(bank, synth):
     assert checked >= 15
 
 
+def test_composed_targets_are_the_opacity_and_colour_that_make_the_composite(bank, synth):
+    config = SynthConfig(**{**CONFIG, "noise_std": (0.0, 0.0), "jpeg_prob": 0.0})
+    config = SynthConfig(**{**config.__dict__, "color_shift_prob": 0.0, "resize_prob": 0.0, "blur_prob": 0.0})
+    composer = Composer(config, bank)
+    normal = unmarked = 0
+    for i in range(30):
+        (image, mask), clean, (opacity, colour, known) = composer.render_targets(2, i)
+        assert np.array_equal(image, composer.render(2, i)[0]) and np.array_equal(
+            mask, composer.render(2, i)[1]
+        )
+        rebuilt = (1 - opacity[..., None]) * clean + opacity[..., None] * colour
+        assert np.abs(rebuilt - image)[known].max(initial=0) <= 1.0  # where known, exactly
+        normal += int(known.all() and mask.any())
+        if not composer.plan(2, i).valid.any():  # an unmarked sample: opacity 0 everywhere
+            assert not opacity.any() and known.all()
+            unmarked += 1
+    assert normal >= 5 and unmarked >= 1
+    # The dataset carries them, augmented together.
+    ds = ComposedWatermarks(composer, synth, 6, 0, with_clean=True)
+    item = ds[1]
+    assert set(item) >= {"image", "mask", "clean", "opacity", "colour", "known"}
+    assert item["opacity"].shape == (1, 48, 48) and item["colour"].shape == (3, 48, 48)
+    with pytest.raises(ValueError, match="compose_on=cpu"):
+        ComposedWatermarks(composer, synth, 6, 0, plans=True, with_clean=True)
+
+
 def _plans(composer: Composer, n: int) -> dict[str, torch.Tensor]:
     plans = [composer.plan(0, i)._asdict() for i in range(n)]
     return {f"plan_{k}": torch.from_numpy(np.stack([p[k] for p in plans])) for k in plans[0]}

@@ -122,7 +122,9 @@ def test_an_image_over_the_pixel_limit_is_a_named_bad_file(tmp_path, pixel_limit
     with pytest.raises(DataError, match=r"big\.png: image is 64x64 = 4,096 pixels, over the limit"):
         read_rgb(path)
     pixel_limit(1000)  # Pillow's own guard fires first (over twice its limit): named the same way
-    with pytest.raises(DataError, match=r"big\.png: .*max_image_pixels"):
+    with pytest.raises(
+        DataError, match=r"big\.png: image is over the limit of 1,000 pixels.*max_image_pixels"
+    ):
         image_size(path)
 
 
@@ -286,3 +288,11 @@ def test_a_bad_value_prints_one_line_not_a_traceback(trained_ckpt, tmp_path):
     assert "Traceback" not in out.stderr
     full = run_script(args, tmp_path, timeout=180, env_extra={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr and "ConfigError" in full.stderr
+
+
+def test_a_data_folder_without_masks_is_named_in_one_line(trained_ckpt, tmp_path):
+    images = tmp_path / "set" / "images"
+    images.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "a.png")
+    with pytest.raises(DataError, match=r"set: has no masks/: a data folder holds images/ and masks/"):
+        _eval(tmp_path, f"ckpt={trained_ckpt}", "data=folder", f"data.root={tmp_path / 'set'}")

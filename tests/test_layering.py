@@ -100,3 +100,23 @@ def test_each_data_module_hands_its_splits_keys_to_its_splits(tmp_path):
     assert folder.splits.size == 32 and folder.splits.fractions == (0.3, 0.1)
     with pytest.raises(TypeError, match=r"unknown data key.*photo_sourse.*SyntheticSplits"):
         WatermarkDataModule(photo_sourse=["skimage"])
+
+
+def test_prediction_and_serving_import_nothing_of_training():
+    # wmseg-predict and wmseg-serve, as their console scripts start them: no wmseg.tasks
+    # (Hydra resolvers and config nodes of training), no synthesis, no Lightning.
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import wmseg.cli
+        from wmseg.predict.run_dir import register_predict_resolvers
+        register_predict_resolvers()
+        import wmseg.predict.cli, wmseg.predict.build, wmseg.predict.checks, wmseg.serve.cli, wmseg.serve.app
+        loaded = sorted(m for m in sys.modules if m.startswith(("wmseg.tasks", "wmseg.synth", "lightning")))
+        print(json.dumps(loaded))
+        """
+    )
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import subprocess
 import sys
 from fractions import Fraction
 
@@ -211,7 +212,15 @@ def test_a_folder_with_bad_files_processes_the_good_ones_and_names_the_bad(onnx_
     summary = _remover(onnx_predictor).run(root, tmp_path / "out", remove=True)
     failed = {f["file"].rsplit("/", 1)[-1]: f["reason"] for f in summary["failed"]}
     assert set(failed) == {"truncated.jpg", "empty.webp", "text.png"}
-    assert all("unreadable image" in reason or "truncated" in reason for reason in failed.values())
+    assert "truncated" in failed["truncated.jpg"] or "unreadable image" in failed["truncated.jpg"]
+    assert "not a JPEG, PNG, WebP, BMP or TIFF image" in failed["text.png"]
+    assert "not a JPEG" in failed["empty.webp"] or "unreadable" in failed["empty.webp"]
+    # Formats the README does not list are refused, whatever their name (PPM, TGA, ICO, ...).
+    for fmt, name in (("PPM", "netpbm.jpg"), ("TGA", "targa.png"), ("ICO", "icon.bmp")):
+        Image.fromarray(_photos(1, seed=5)[0][:32, :32]).save(root / name, format=fmt)
+    formats = _remover(onnx_predictor).run(root, tmp_path / "out2", overlay=False)
+    refused = {f["file"].rsplit("/", 1)[-1] for f in formats["failed"] if "not a JPEG" in f["reason"]}
+    assert {"netpbm.jpg", "targa.png", "icon.bmp", "text.png"} <= refused
     assert summary["processed"] == summary["images"] == 5
     out = tmp_path / "out"
     for name in ("p0", "sub/p1", "p2", "sub/p3", "good"):
@@ -303,10 +312,12 @@ def test_lists_and_names_that_share_a_stem(tmp_path):
 # --- video ---------------------------------------------------------------------------
 
 
-def make_video(path, frames=12, size=(96, 64), audio=True, pts=None, rotation=0):
-    """A real H.264 video with a bright static mark (and an AAC tone); `pts` in 1/1000 s."""
+def make_video(path, frames=12, size=(96, 64), audio=True, pts=None, rotation=0, faststart=False):
+    """A real H.264 video with a bright static mark (and an AAC tone); `pts` in 1/1000 s;
+    `faststart`: its index before the frames (as streamed files are)."""
     w, h = size
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         video = container.add_stream("libx264", rate=25)
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         video.codec_context.time_base = Fraction(1, 1000)
@@ -384,6 +395,25 @@ class Flickering:
         return out
 
 
+def test_a_truncated_video_is_a_failure_and_leftovers_are_removed(onnx_predictor, tmp_path):
+    source = tmp_path / "cut.mp4"
+    make_video(source, frames=40, audio=False, faststart=True)
+    with av.open(str(source)) as container:  # cut after the 12th packet: no error, just an end
+        ends = [p.pos + p.size for p in container.demux(video=0) if p.size]
+    source.write_bytes(source.read_bytes()[: ends[11]])  # the header still lists 40 frames
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = out / f".cut.mask.mkv.{dead.pid}.partial"  # what a killed run leaves
+    leftover.write_bytes(b"half a video")
+    summary = _remover(onnx_predictor).run(source, out, remove=True)
+    (failed,) = summary["failed"]
+    assert "of the 40 frames its header lists" in failed["reason"], failed
+    assert summary["videos"] == 0 and not (out / "cut.mask.mkv").exists()
+    assert not leftover.exists() and not list(out.glob(".*.partial"))
+
+
 def test_temporal_smoothing_keeps_a_static_mark_steady(onnx_predictor, tmp_path):
     from wmseg.predict.video import VideoOptions, process_video
 
@@ -425,6 +455,47 @@ def test_the_command_line(exported, tmp_path):
     assert bad.returncode == 1 and "Error: model=" in bad.stderr and "not found" in bad.stderr
     odd = run_script([*args, "batch.images=0"], tmp_path)
     assert odd.returncode == 1 and "Error: batch.images=0: use a whole number >= 1" in odd.stderr
+    # Some inputs failed: the rest is processed and the exit status says so (2).
+    (root / "broken.png").write_text("not an image")
+    partly = run_script([*args, "progress=false", "overwrite=true"], tmp_path, timeout=240)
+    assert partly.returncode == 2, partly.stderr[-2000:]
+    assert "2 processed" in partly.stdout and "1 failed" in partly.stdout and "broken.png" in partly.stdout
+
+
+def test_a_run_that_cannot_start_says_why_in_one_line_and_creates_nothing(tmp_path):
+    out = tmp_path / "out"
+    missing = run_script(["-m", "wmseg.predict", f"input={tmp_path / 'none'}", f"output={out}"], tmp_path)
+    assert missing.returncode == 1 and "Error: input=" in missing.stderr
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr and not out.exists()
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("mine")
+    (tmp_path / "in").mkdir()
+    for output, reason in ((a_file, "File exists"), ("/proc/wmseg-x", "")):
+        done = run_script(["-m", "wmseg.predict", f"input={tmp_path / 'in'}", f"output={output}"], tmp_path)
+        assert done.returncode == 1 and f"Error: output={output} is not a writable folder" in done.stderr
+        assert reason in done.stderr and "Traceback" not in done.stderr
+    assert a_file.read_text() == "mine"
+
+
+def test_a_file_this_tool_did_not_write_is_never_replaced(onnx_predictor, tmp_path):
+    # output= a folder above the input: photos/new/p0.png would be cleaned to photos/p0.png,
+    # where an unrelated photo of that name lives.
+    photos = tmp_path / "photos"
+    new = _folder(photos, 2)  # photos/in/{p0.png, sub/p1.png}
+    unrelated = photos / "p0.png"
+    Image.fromarray(_photos(1, seed=7)[0]).save(unrelated)
+    before = unrelated.read_bytes()
+    summary = _remover(onnx_predictor).run(new, photos, remove=True)
+    assert unrelated.read_bytes() == before
+    (failed,) = summary["failed"]
+    assert failed["file"] == str(new / "p0.png") and "was not written by wmseg-predict" in failed["reason"]
+    assert summary["processed"] == 1 and (photos / "sub" / "p1.png").is_file()
+    # Run again: the tool's own outputs are skipped as done, the stranger still kept.
+    again = _remover(onnx_predictor).run(new, photos, remove=True)
+    assert again["skipped_existing"] == 1 and len(again["failed"]) == 1
+    replaced = _remover(onnx_predictor).run(new, photos, remove=True, overwrite=True)
+    assert not replaced["failed"] and unrelated.read_bytes() != before
 
 
 @pytest.mark.parametrize("preset", ["fast", "balanced", "quality"])
@@ -435,7 +506,8 @@ def test_predict_configs_compose_and_build(tmp_path, preset, inpainter):
     from hydra.core.global_hydra import GlobalHydra
 
     from tests.conftest import CONF
-    from wmseg.predict.cli import build_inpainter, check_predict_config
+    from wmseg.predict.build import build_inpainter
+    from wmseg.predict.checks import check_predict_config
 
     overrides = ["input=in", "output=out", f"preset={preset}", f"inpainter={inpainter}"]
     if inpainter == "onnx":
@@ -478,9 +550,12 @@ def test_max_image_pixels_skips_a_larger_image_and_names_it(tmp_path):
         )
     GlobalHydra.instance().clear()
     try:
-        summary = predict(cfg)
+        with pytest.raises(SystemExit) as stopped:  # an input failed: exit status 2
+            predict(cfg)
     finally:
         set_max_pixels(None)  # the limit is per process: leave the default to the other tests
+    assert stopped.value.code == 2
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["images"] == 1 and (tmp_path / "out" / "small.mask.png").is_file()
     [failed] = summary["failed"]
     assert failed["file"].endswith("large.png") and "raise max_image_pixels" in failed["reason"]

@@ -151,6 +151,79 @@ def test_restore_keeps_pixels_outside_the_region_and_inpaints_the_opaque_part():
     assert np.array_equal(restore(image, np.zeros_like(region), maps, 0.9, OpenCVInpainter()), image)
 
 
+def test_render_targets_are_the_opacity_and_colour_that_make_the_composite():
+    # Normal blend, no degradation: the image is (1 - a) clean + a c, to rounding, and a
+    # is 0 wherever no mark is; multiply, screen and overlay pixels are left unknown.
+    cfg = SynthConfig(
+        size=64,
+        clean_fraction=0.0,
+        jpeg_prob=0.0,
+        noise_std=(0.0, 0.0),
+        logo_prob=0.3,
+        plate_prob=0.3,
+        outline_prob=0.5,
+        shadow_prob=0.5,
+        fill_prob=0.3,
+        tiled_fraction=0.3,
+    )
+    synth = WatermarkSynth(cfg)
+    for index in range(8):
+        sample, clean, (opacity, colour, known) = synth.render_targets(4, index)
+        plain, plain_clean = synth.render_with_clean(4, index)
+        assert np.array_equal(sample.image, plain.image) and np.array_equal(clean, plain_clean)
+        assert known.all()  # normal blend only
+        assert opacity.min() >= 0 and opacity.max() <= 1 and colour.shape == (64, 64, 3)
+        rebuilt = (1 - opacity[..., None]) * clean + opacity[..., None] * colour
+        assert np.abs(rebuilt - sample.image).max() <= 1.0  # the composite, to rounding
+        # No mark (a = 0): the photo as it was; the mask lies where a mark shows.
+        assert np.abs(sample.image.astype(float) - clean)[opacity == 0].max(initial=0) <= 1
+        assert opacity[sample.mask == 1].min() > 0
+        # The un-blend of the targets gives the photo back where the mark lets any through.
+        see = (opacity > 0.05) & (opacity < 0.9)
+        photo = (sample.image - opacity[..., None] * colour) / (1 - opacity[..., None])
+        assert np.abs(photo - clean)[see].max() <= 1.0 / (1 - 0.9)
+    _, _, (opacity, _, known) = WatermarkSynth(SynthConfig(size=64, clean_fraction=1.0)).render_targets(0, 1)
+    assert not opacity.any() and known.all()  # an unmarked image: opacity 0 everywhere
+    modes = WatermarkSynth(SynthConfig(size=64, clean_fraction=0.0, blend_probs=(0.0, 0.5, 0.5, 0.0)))
+    sample, _, (opacity, _, known) = modes.render_targets(0, 1)
+    assert not known[sample.mask == 1].any() and not opacity[sample.mask == 1].any()
+
+
+def test_direct_terms_teach_a_head_that_predicts_no_mark():
+    loss = RestorationLoss(l1_weight=1.0, opacity_weight=1.0, colour_weight=1.0)
+    a = torch.zeros(1, 1, 8, 8)
+    a[..., 2:6, 2:6] = 0.5
+    c = torch.full((1, 3, 8, 8), 0.9)
+    known = torch.ones(1, 1, 8, 8)
+    assert loss.target_terms(a, c, a, c, known) == 0
+    guess = torch.zeros(1, 1, 8, 8, requires_grad=True)  # the collapsed head: no mark
+    term = loss.target_terms(guess, c, a, c, known)
+    term.backward()
+    assert term > 0 and guess.grad[..., 2:6, 2:6].abs().min() > 0  # pulled towards the mark
+    # Unknown pixels and unmarked colour count for nothing.
+    assert loss.target_terms(guess.detach(), torch.zeros_like(c), a, c, torch.zeros_like(known)) == 0
+    assert loss.target_terms(a, torch.zeros_like(c), a, c * (a > 0), known) > 0
+
+
+def test_remover_auto_restores_with_a_head_and_hands_over_smoothly():
+    from wmseg.predict.inpaint import OpenCVInpainter
+    from wmseg.predict.remover import HANDOVER, restore
+
+    image = np.full((24, 24, 3), 200, np.uint8)
+    region = np.zeros((24, 24), bool)
+    region[4:20, 4:20] = True
+    maps = np.zeros((5, 24, 24), np.float32)
+    maps[1:4] = 0.5  # restored: 128 (rounded)
+    maps[4] = np.linspace(0.5, 1.0, 24)[None, :]  # opacity rising left to right
+    out = restore(image, region, maps, opaque=0.9, inpainter=OpenCVInpainter())
+    assert np.array_equal(out[~region], image[~region])
+    low = region & (maps[4] < 0.9 - HANDOVER)
+    assert (out[low] == 128).all()
+    # Across the band each pixel lies between the restored and the inpainted value.
+    band = region & (maps[4] > 0.9 - HANDOVER) & (maps[4] < 0.9)
+    assert band.any() and (out[band] >= 127).all() and (out[band] <= 201).all()
+
+
 @pytest.fixture(scope="module")
 def restore_run(trained_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A mask-only checkpoint given a restoration head (experiment=restore_finetune), a few
@@ -231,3 +304,36 @@ def test_remover_restore_runs_a_folder_and_a_mask_only_model_is_refused(restore_
     folder, _ = exported  # a mask-only model
     with pytest.raises(UserError, match="remover=inpaint"):
         Remover(folder / "model.onnx", remover="restore")
+
+
+def test_checkpoints_from_before_the_direct_terms_load_evaluate_and_predict(
+    restore_run, trained_ckpt, tmp_path
+):
+    # A restoration checkpoint whose stored loss has no opacity_weight or colour_weight (as
+    # trained before those terms), and a mask-only one: both load, evaluate on their
+    # synthetic split, and remover=auto restores with the first and inpaints with the second.
+    from wmseg.predict import Remover
+    from wmseg.tasks.evaluate import evaluate
+
+    ckpt, _ = restore_run
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    loss = state["wmseg"]["config"]["model"]["restoration_loss"]
+    loss.pop("opacity_weight"), loss.pop("colour_weight")
+    old = tmp_path / "old_head.ckpt"
+    torch.save(state, old)
+    image = WatermarkSynth(SynthConfig(size=64)).render(3, 0).image
+    for path, restores_ in ((old, True), (trained_ckpt, False)):
+        remover = Remover(path, remover="auto")
+        assert remover.restore is restores_
+        cleaned, mask = remover.clean(image)
+        assert cleaned.shape == image.shape and mask.shape == image.shape[:2]
+        cfg = compose_config(
+            tmp_path / f"eval_{path.stem}",
+            [f"ckpt={path}", "split=val", "overlays=0"],
+            config_name="evaluate",
+        )
+        try:
+            report = evaluate(cfg)
+        finally:
+            GlobalHydra.instance().clear()
+        assert 0.0 <= report["sets"]["synthetic_val"]["mean_iou"] <= 1.0

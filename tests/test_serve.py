@@ -2,12 +2,15 @@
 and the server goes on, the command line starts a real server, and the web page works in a
 real browser."""
 
+import contextlib
 import io
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -54,6 +57,10 @@ def test_health_names_the_model(client, remover):
         "model": "bundled (int8)",
         "threshold": remover.threshold,
         "remove": True,
+        "waiting": 0,
+        "dropped": 0,
+        "running": False,
+        "key_required": False,
     }
     schema = client.get("/openapi.json").json()
     assert {"/health", "/v1/detect", "/v1/mask", "/v1/clean"} <= set(schema["paths"])
@@ -96,8 +103,11 @@ def test_clean_changes_only_the_mark_and_keeps_the_format(client, remover):
 def test_bad_requests_get_a_4xx_and_the_server_goes_on(client):
     not_image = _post(client, "/v1/mask", b"these are not pixels", "notes.txt")
     assert not_image.status_code == 422 and not_image.json()["detail"].startswith(
-        "notes.txt: unreadable image"
+        "notes.txt: empty, damaged or not a JPEG, PNG, WebP, BMP or TIFF image"
     )
+    # Only the documented formats' decoders run: an EPS named .jpg is refused unread.
+    eps = _post(client, "/v1/mask", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n", "x.jpg")
+    assert eps.status_code == 422 and "not a JPEG, PNG" in eps.json()["detail"]
     empty = _post(client, "/v1/clean", b"", "empty.png")
     assert empty.status_code == 422 and "empty" in empty.json()["detail"]
     missing = client.post("/v1/detect", data={"other": "x"})
@@ -134,20 +144,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`wmseg-serve` in its own process, as a user starts it; its base URL."""
+@contextlib.contextmanager
+def _serving(log: Path, *overrides: str):
+    """`wmseg-serve` in its own process, as a user starts it, until the block ends: its URL
+    and the process (its output piped)."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("serve")
     command = [
         sys.executable,
         "-c",
         "from wmseg.cli import serve; serve()",
         f"port={port}",
         "precision=int8",
-        "threads=2",
-        "max_image_pixels=20000",
         f"hydra.run.dir={log}",
+        *overrides,
     ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -162,11 +171,61 @@ def server(tmp_path_factory):
                 time.sleep(0.1)
         else:
             pytest.fail("wmseg-serve did not answer /health within 60 s")
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`wmseg-serve` in its own process, as a user starts it; its base URL."""
+    log = tmp_path_factory.mktemp("serve")
+    with _serving(log, "threads=2", "max_image_pixels=20000") as (url, _):
+        yield url
     assert (log / "serve.log").is_file()
+
+
+def test_the_server_bounds_its_queue_drops_abandoned_requests_and_checks_its_key(tmp_path):
+    key = "s3cret-key"
+    big = _encoded(np.asarray(Image.fromarray(_marked(128)).resize((1400, 1400))))
+    small = _encoded(_marked(128))
+    huge = _encoded(np.asarray(Image.fromarray(_marked(128)).resize((3000, 3000))))
+    with _serving(tmp_path, "threads=1", "max_queue=1", "host=0.0.0.0", f"api_key={key}") as (url, process):
+        auth = {"X-API-Key": key}
+        assert httpx.post(f"{url}/v1/mask", files={"image": ("a.png", small)}, timeout=60).status_code == 401
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200  # open without the key
+
+        def post(data: bytes, timeout: float = 120) -> httpx.Response:
+            return httpx.post(
+                f"{url}/v1/mask", files={"image": ("p.png", data)}, headers=auth, timeout=timeout
+            )
+
+        # One runs, one waits, the rest are told to come back (503 with Retry-After).
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, [big] * 4))
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 503)
+        # A client that gives up while its request waits: the request never reaches the model.
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post, huge)
+            for _ in range(100):  # until the first one is on the model
+                if httpx.get(f"{url}/health", timeout=5).json()["running"]:
+                    break
+                time.sleep(0.05)
+            with pytest.raises(httpx.ReadTimeout):
+                post(small, timeout=0.5)
+            assert httpx.get(f"{url}/health", timeout=5).json()["running"]  # still the first one
+            assert first.result().status_code == 200
+        assert post(small).status_code == 200
+        for _ in range(50):
+            if httpx.get(f"{url}/health", timeout=5).json()["dropped"] == 1:
+                break
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/health", timeout=5).json()["dropped"] == 1
+    log = process.stdout.read()
+    assert "listens on 0.0.0.0: anyone who can reach this machine can use it" in log
 
 
 def test_the_command_line_serves_and_refuses_a_bad_key(server, tmp_path):
@@ -220,5 +279,6 @@ def test_the_web_page_cleans_an_image_in_a_real_browser(server, tmp_path):
             "#file", [{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"no image"}]
         )
         page.wait_for_function("document.getElementById('status').className === 'error'", timeout=60000)
-        assert page.text_content("#status").startswith("Error: 422: notes.txt: unreadable image")
+        status = page.text_content("#status")
+        assert status.startswith("Error: 422: notes.txt: empty, damaged or not a JPEG, PNG")
         browser.close()

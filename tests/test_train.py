@@ -39,7 +39,16 @@ def test_fast_dev_run_experiments(make_cfg, name, request):
     extra = [f"{needs[name]}={request.getfixturevalue('trained_ckpt')}"] if name in needs else []
     if name in ("cpu_generalise", "generalise_finetune") and not TUXPAINT_STAMPS.is_dir():
         pytest.skip(f"{name} draws Tux Paint's clip art: sudo apt-get install tuxpaint-stamps-default")
-    if name in ("cpu_overlay", "overlay_finetune", "cpu_compose"):
+    # Recipes on the photo bank get a tiny one (a fresh clone has none installed).
+    if name in (
+        "cpu_overlay",
+        "overlay_finetune",
+        "cpu_compose",
+        "cpu_restore",
+        "gpu_overlay",
+        "gpu_day",
+        "gpu_restore",
+    ):
         extra.append(f"data.photo_bank={request.getfixturevalue('tiny_photo_bank')}")
     if name.startswith("gpu_") or name == "cpu_compose":  # a tiny layer bank
         extra += ["data.bank_layers=30", "data.bank_backgrounds=12"]

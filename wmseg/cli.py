@@ -24,7 +24,12 @@ def _main(config_name: str, task: str, folder: str = "") -> Callable[[], None]:
     def main() -> None:
         import hydra
 
-        import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before Hydra composes)
+        if folder == "predict":  # prediction and serving: nothing of training is loaded
+            from wmseg.predict.run_dir import register_predict_resolvers
+
+            register_predict_resolvers()
+        else:
+            import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before Hydra composes)
 
         @hydra.main(version_base="1.3", config_path=str(config_dir() / folder), config_name=config_name)
         def run(cfg) -> object:

@@ -7,23 +7,29 @@ Every image or mask wmseg reads from a user's folder goes through here, so that:
   and float images (`F`) are read as [0, 1];
 - an image over the pixel limit (`set_max_pixels`, Pillow's decompression-bomb guard) is
   a `DataError` naming the file, like any other unreadable file, never a crash;
-- a mask marks a watermark wherever it is non-zero (0/255 and 0/1 masks alike).
+- a mask marks a watermark wherever it is non-zero (0/255 and 0/1 masks alike);
+- only the decoders of the formats wmseg documents are used (`FORMATS`).
 No Lightning, no torch.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wmseg.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# The only decoders a file or an upload is opened with, whatever its name says: Pillow
+# would otherwise try every format it knows (an EPS named .jpg runs Ghostscript). Pillow's
+# JPEG decoder also opens the multi-picture JPEGs (MPO) of phones.
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 
 # Pillow's own error limit (twice its warning limit): about 179 megapixels.
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -59,15 +65,28 @@ def open_checked(path: Path, what: str = "image", data: bytes | None = None) -> 
     within the pixel limit; any failure to read it, inside the block too, is a DataError
     naming the file."""
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as im:
+        with Image.open(path if data is None else io.BytesIO(data), formats=FORMATS) as im:
             _check_size(path, im)
             yield im
+    except UnidentifiedImageError as err:
+        raise DataError(
+            path,
+            f"empty, damaged or not a JPEG, PNG, WebP, BMP or TIFF {what} (the formats wmseg reads); "
+            "replace, convert or remove it",
+        ) from err
     except Image.DecompressionBombError as err:
-        raise DataError(path, f"{err}; raise max_image_pixels if you trust it") from err
+        # Pillow's own guard (at twice its limit) quotes its doubled figure: say ours.
+        raise DataError(
+            path,
+            f"image is over the limit of {_limit:,} pixels (a guard against decompression bombs); "
+            "raise max_image_pixels if you trust it",
+        ) from err
     except (OSError, ValueError, SyntaxError) as err:
         if isinstance(err, DataError):
             raise
-        raise DataError(path, f"unreadable {what} ({err}); replace or remove the file") from err
+        # An upload is read from memory: name it, not the buffer object Pillow quotes.
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", path.name, str(err))
+        raise DataError(path, f"unreadable {what} ({reason}); replace or remove the file") from err
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -200,14 +200,16 @@ class WatermarkDataModule(_Loaders):
                 store = MemorySamples(synth, seed, n)
             augment = self.augment if split == "train" else None
             if split == "train" and self.engine == "compose":
-                if self.splits.restoration_targets:
-                    raise ValueError(
-                        "data.engine=compose does not give clean photos yet: "
-                        "set data.restoration_targets=false"
-                    )
                 composer = Composer(synth.config, self._layer_bank())
                 self.datasets[split] = ComposedWatermarks(
-                    composer, synth, n, seed, self.live_fraction, augment, plans=self.compose_on == "gpu"
+                    composer,
+                    synth,
+                    n,
+                    seed,
+                    self.live_fraction,
+                    augment,
+                    plans=self.compose_on == "gpu",
+                    with_clean=self.splits.restoration_targets,
                 )
                 continue
             self.datasets[split] = self.splits.dataset(split, store=store, augment=augment)

@@ -82,8 +82,9 @@ class SyntheticWatermarks(Dataset):
         self.synth, self.length, self.seed, self.store = synth, length, seed, store
         self.augment, self.with_clean = augment, with_clean
         if with_clean and augment is not None:
-            # The clean photo moves with the image (flips, crops), as a second image.
-            augment.add_targets({"clean": "image"})
+            # The clean photo moves with the image (flips, crops), as a second image; the
+            # mark's opacity and colour as masks (moved, never recoloured).
+            augment.add_targets({"clean": "image", "opacity": "mask", "colour": "mask", "known": "mask"})
 
     def __len__(self) -> int:
         return self.length
@@ -105,11 +106,30 @@ class SyntheticWatermarks(Dataset):
             return to_tensors(*self.pair(index))
         if not 0 <= index < self.length:
             raise IndexError(index)
-        (image, mask), clean = self.synth.render_with_clean(self.seed, index)
-        if self.augment is not None:
-            out = augment_arrays(self.augment, self.seed, index, image=image, mask=mask, clean=clean)
-            image, mask, clean = out["image"], out["mask"], out["clean"]
-        return {**to_tensors(image, mask), "clean": image_tensor(clean)}
+        return restoration_item(self.synth.render_targets(self.seed, index), self.augment, self.seed, index)
+
+
+def restoration_item(
+    rendered: tuple, augment: Augment | None, seed: int, index: int
+) -> dict[str, torch.Tensor]:
+    """A sample with its restoration targets (`render_targets` of the renderer or the
+    compositor), augmented together, as tensors: image, mask, clean, and the marks as one
+    layer over the photo (opacity, colour, known: wmseg.synth.render.MarkTargets)."""
+    (image, mask), clean, (opacity, colour, known) = rendered
+    known = known.astype(np.float32)
+    if augment is not None:
+        arrays = {"image": image, "mask": mask, "clean": clean, "opacity": opacity, "colour": colour}
+        out = augment_arrays(augment, seed, index, **arrays, known=known)
+        image, mask, clean, opacity, colour, known = (
+            out[k] for k in ("image", "mask", "clean", "opacity", "colour", "known")
+        )
+    return {
+        **to_tensors(image, mask),
+        "clean": image_tensor(clean),
+        "opacity": torch.from_numpy(np.ascontiguousarray(opacity, np.float32))[None],
+        "colour": torch.from_numpy(np.ascontiguousarray(colour, np.float32)).permute(2, 0, 1) / 255.0,
+        "known": torch.from_numpy(np.ascontiguousarray(known, np.float32))[None],
+    }
 
 
 class ComposedWatermarks(Dataset):
@@ -131,6 +151,7 @@ class ComposedWatermarks(Dataset):
         live_fraction: float = 0.0,
         augment: Augment | None = None,
         plans: bool = False,
+        with_clean: bool = False,
     ) -> None:
         if length <= 0:
             raise ValueError(f"dataset length must be > 0, got {length}")
@@ -141,8 +162,16 @@ class ComposedWatermarks(Dataset):
                 "data.compose_on=gpu composes on the device, after any CPU augmentation could run: "
                 "set data.augment=null (the compositor draws flips and quarter turns itself)"
             )
+        if plans and with_clean:
+            raise ValueError(
+                "data.restoration_targets=true with data.compose_on=gpu: the clean photos and mark "
+                "targets are composed on CPU workers only; set data.compose_on=cpu"
+            )
         self.composer, self.synth, self.length, self.seed = composer, synth, length, seed
         self.live_fraction, self.augment, self.plans = live_fraction, augment, plans
+        self.with_clean = with_clean
+        if with_clean and augment is not None:
+            augment.add_targets({"clean": "image", "opacity": "mask", "colour": "mask", "known": "mask"})
 
     def __len__(self) -> int:
         return self.length
@@ -164,6 +193,11 @@ class ComposedWatermarks(Dataset):
         return image, mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.with_clean:
+            if not 0 <= index < self.length:
+                raise IndexError(index)
+            source = self.synth if self.is_live(index) else self.composer
+            return restoration_item(source.render_targets(self.seed, index), self.augment, self.seed, index)
         if not self.plans:
             return to_tensors(*self.pair(index))
         if not 0 <= index < self.length:

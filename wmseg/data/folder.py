@@ -57,12 +57,15 @@ class FolderPairs:
         self.root = Path(root).expanduser()
         images_dir, masks_dir = self.root / "images", self.root / "masks"
         if not images_dir.is_dir() or not masks_dir.is_dir():
-            raise FileNotFoundError(
-                f"{self.root} must hold images/ and masks/<image name>.png (README, 'Folder data')"
+            missing = "images/" if not images_dir.is_dir() else "masks/"
+            raise DataError(
+                self.root,
+                f"has no {missing}: a data folder holds images/ and masks/<image name>.png "
+                "(README, 'Folder data')",
             )
         self.images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
-            raise FileNotFoundError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(images_dir, f"holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.masks_dir = masks_dir
         self.group = group or self.root.name
 

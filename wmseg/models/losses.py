@@ -117,19 +117,52 @@ class RestorationLoss(nn.Module):
     contrast, not 0 where the head predicts no mark. For an unclamped un-blend
     `restored = (i - a c) / (1 - a)` that difference is `(1 - a) (clean - restored)`, so
     the term needs only the predicted `opacity` besides. Zero when the restoration is the
-    clean photo; zero on unmarked images."""
+    clean photo; zero on unmarked images.
+
+    With the renderer's targets (`data.restoration_targets=true` gives `opacity`,
+    `colour` and `known`), `opacity_weight` times the L1 of the predicted opacity against
+    the true one on every known pixel (0 where there is no mark: unmarked images teach it
+    too, and a head predicting no mark gets the full gradient), and `colour_weight` times
+    the L1 of the predicted colour where the mark shows, weighted by its true opacity."""
 
     def __init__(
-        self, l1_weight: float = 1.0, gradient_weight: float = 0.0, composite_weight: float = 0.0
+        self,
+        l1_weight: float = 1.0,
+        gradient_weight: float = 0.0,
+        composite_weight: float = 0.0,
+        opacity_weight: float = 0.0,
+        colour_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        weights = (l1_weight, gradient_weight, composite_weight)
+        weights = (l1_weight, gradient_weight, composite_weight, opacity_weight, colour_weight)
         if min(weights) < 0 or sum(weights) == 0:
             raise ValueError(
-                "model.restoration_loss.l1_weight, gradient_weight and composite_weight must be "
-                ">= 0 and not all 0"
+                "model.restoration_loss.l1_weight, gradient_weight, composite_weight, opacity_weight "
+                "and colour_weight must be >= 0 and not all 0"
             )
-        self.l1_weight, self.gradient_weight, self.composite_weight = weights
+        self.l1_weight, self.gradient_weight, self.composite_weight = weights[:3]
+        self.opacity_weight, self.colour_weight = weights[3:]
+
+    def target_terms(
+        self,
+        opacity: torch.Tensor,
+        colour: torch.Tensor,
+        true_opacity: torch.Tensor,
+        true_colour: torch.Tensor,
+        known: torch.Tensor,
+    ) -> torch.Tensor:
+        """The direct terms: predicted opacity (N, 1, H, W) and colour (N, 3, H, W), both in
+        [0, 1], against the renderer's, on its `known` pixels."""
+        known = known.float()
+        loss = opacity.new_zeros((), dtype=torch.float32)
+        if self.opacity_weight:
+            err = (opacity.float() - true_opacity.float()).abs() * known
+            loss = loss + self.opacity_weight * err.sum() / known.sum().clamp(min=1)
+        if self.colour_weight:
+            weight = true_opacity.float() * known
+            err = (colour.float() - true_colour.float()).abs() * weight
+            loss = loss + self.colour_weight * err.sum() / (3 * weight.sum()).clamp(min=1e-6)
+        return loss
 
     def forward(
         self,

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 
 from wmseg.metrics import MeanImageIoUCurve, best_threshold, check_calibrate_metric, f1_best_threshold
 from wmseg.models.compression import ARCHITECTURE, apply_architecture, architecture, check_architecture
-from wmseg.models.restoration import has_restore_head, restoration_outputs
+from wmseg.models.restoration import has_restore_head, unblend
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -139,9 +139,18 @@ class WatermarkSegmenter(L.LightningModule):
         image = batch["image"]
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
+        logits, colour, opacity = self.net.forward_restore(image)
         # Unclamped: a pixel clamped to [0, 1] would pass no gradient (removal clamps).
-        logits, restored, opacity = restoration_outputs(self.net, image, clamp=False)
+        restored = unblend(image, colour.to(image.dtype), opacity.to(image.dtype), clamp=False)
         loss = self.restoration_loss(restored, batch["clean"], batch["mask"], opacity)
+        if "opacity" in batch:  # the renderer's own opacity and colour of the marks
+            direct = self.restoration_loss.target_terms(
+                opacity, colour, batch["opacity"], batch["colour"], batch["known"]
+            )
+            self.log(
+                f"{stage}/mark_layer_loss", direct, batch_size=image.shape[0], sync_dist=stage != "train"
+            )
+            loss = loss + direct
         self.log(f"{stage}/restoration_loss", loss, batch_size=image.shape[0], sync_dist=stage != "train")
         return logits, loss
 

@@ -15,6 +15,7 @@ import json
 import logging
 import resource
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,13 +28,23 @@ import numpy as np
 
 from wmseg.atomic import check_writable, write_bytes_atomic, write_text_atomic
 from wmseg.errors import DataError, UserError
+from wmseg.image_files import image_size
 from wmseg.inference.overlay import tint
-from wmseg.inference.predictor import Predictor
+from wmseg.inference.predictor import Predictor, restores
 from wmseg.predict.detect import DetectOptions, Detector
 from wmseg.predict.image_io import SourceImage, encode_jpeg, encode_png, read_source, write_like
 from wmseg.predict.inpaint import Inpainter, OpenCVInpainter, dilate, fill
 from wmseg.predict.jobs import Job, find_jobs
 from wmseg.predict.model import load_predictor
+from wmseg.predict.shared_mark import (
+    MIN_IMAGES,
+    MarkEstimate,
+    SharedMark,
+    estimate_shared,
+    find_mark,
+    own_estimate,
+    sample_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,10 @@ class RunOptions:
     decode_workers: int = 2
     encode_workers: int = 2
     queue: int = 16  # images decoded ahead of the model, and finished images being written
+    # own: each image its own estimate of its mark | shared: one mark estimated from all the
+    # images of a size that carry it (wmseg.predict.shared_mark) | auto: shared for a
+    # video's frames (a static mark), own for images
+    mark: str = "auto"
     progress: bool | None = None  # a progress bar; None: when stderr is a terminal
     video: dict[str, Any] = field(default_factory=dict)  # wmseg.predict.video.VideoOptions
 
@@ -68,6 +83,10 @@ class Summary:
     batch_halvings: int = 0
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
+    mark: str = "auto"
+    shared_marks: list[dict[str, Any]] = field(default_factory=list)  # per image size / video
+    shared_used: int = 0  # images (and videos) cleaned with a shared mark
+    own_estimate: list[str] = field(default_factory=list)  # mark=shared: kept their own
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,6 +105,16 @@ class Summary:
             f"  peak RAM {self.peak_rss_mb:.0f} MB"
             + ("" if self.peak_gpu_mb is None else f", peak GPU memory {self.peak_gpu_mb:.0f} MB"),
         ]
+        if self.shared_marks or self.own_estimate:
+            sizes = ", ".join(
+                f"{m['size'][1]}x{m['size'][0]} from {m['images']} images" for m in self.shared_marks
+            )
+            lines.append(
+                f"  shared marks: {len(self.shared_marks)} ({sizes or 'none'}); used for {self.shared_used}, "
+                f"{len(self.own_estimate)} kept their own estimate"
+                + (f": {', '.join(self.own_estimate[:5])}" if self.own_estimate else "")
+                + (" ..." if len(self.own_estimate) > 5 else "")
+            )
         lines += [f"  failed: {f['file']}: {f['reason']}" for f in self.failed[:20]]
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more in summary.json")
@@ -126,7 +155,9 @@ class Remover:
     inpainting. `inpainter`: None is OpenCV's Telea. `remover`: `inpaint` paints over the
     mask; `restore` (a model with a restoration head) un-blends the mark from the photo
     under the mask and inpaints only where the mark's opacity is at least `opaque`
-    (nothing left there to recover)."""
+    (nothing left there to recover), handing over from one to the other across the
+    opacity band `opaque - 0.1 .. opaque`; `auto` restores with a model that has the head
+    and inpaints with one that has not."""
 
     def __init__(
         self,
@@ -139,7 +170,7 @@ class Remover:
         device: str | None = None,
         threads: int = 0,
         precision: str = "int8",
-        remover: str = "inpaint",
+        remover: str = "auto",
         opaque: float = 0.9,
     ) -> None:
         if remover not in REMOVERS:
@@ -152,7 +183,7 @@ class Remover:
             self.predictor = model
         self.threshold = float(self.predictor.threshold if threshold is None else threshold)
         self.margin, self.opaque = margin, opaque
-        self.restore = remover == "restore"
+        self.restore = remover == "restore" or (remover == "auto" and restores(self.predictor))
         self.detector = Detector(self.predictor, detect, restore=self.restore)
         self._inpainter = inpainter
 
@@ -197,7 +228,10 @@ class Remover:
         return _Run(self, input, output, RunOptions(**options)).execute()
 
 
-REMOVERS = ("inpaint", "restore")
+REMOVERS = ("auto", "inpaint", "restore")
+# The opacity band below `opaque` across which removal hands over from un-blending to
+# inpainting (a hard switch leaves a seam where the predicted opacity crosses it).
+HANDOVER = 0.1
 
 
 def restore(
@@ -210,19 +244,38 @@ def restore(
         raise ValueError(f"restoration maps {maps.shape} do not fit the image {image.shape}")
     if not region.any():
         return image.copy()
-    restored = np.rint(np.clip(maps[1:4].transpose(1, 2, 0), 0.0, 1.0) * 255.0).astype(np.uint8)
-    out = np.where(region[..., None], restored, image)
-    opaque_part = region & (maps[4] >= opaque)
-    return fill(inpainter, out, opaque_part) if opaque_part.any() else out
+    restored = np.clip(maps[1:4].transpose(1, 2, 0), 0.0, 1.0) * 255.0
+    out = np.where(region[..., None], np.rint(restored).astype(np.uint8), image)
+    if opaque >= 1.0:  # never inpaint
+        return out
+    # 0 below the band (un-blend), 1 from `opaque` up (inpaint), linear between.
+    low = max(0.0, opaque - HANDOVER)
+    share = np.clip((maps[4] - low) / max(opaque - low, 1e-6), 0.0, 1.0) * region
+    if not share.any():
+        return out
+    painted = fill(inpainter, out, share > 0).astype(np.float32)
+    mixed = (1.0 - share[..., None]) * restored + share[..., None] * painted
+    return np.where(region[..., None], np.rint(mixed).astype(np.uint8), image)
+
+
+MARKS = ("auto", "own", "shared")
 
 
 class _Run:
     def __init__(self, remover: Remover, input: str | Path, output: str | Path, options: RunOptions) -> None:
+        if options.mark not in MARKS:
+            raise UserError(
+                f"mark={options.mark}: use own (each image its own estimate), shared (one mark "
+                "estimated from all the images that carry it) or auto (shared for videos)"
+            )
         self.remover, self.options = remover, options
+        self.jobs = find_jobs(input, output)  # a missing input is named before output is made
         self.out = check_writable(output, "output")
-        self.jobs = find_jobs(input, self.out)
         self.summary = Summary(str(input), str(self.out), remover.predictor.name, remover.threshold)
+        self.summary.mark = options.mark
         self._advance: Callable[[], None] = lambda: None
+        self.shared: dict[tuple[int, int], SharedMark] = {}  # by (height, width)
+        self._count = threading.Lock()
 
     def fail(self, job: Job, reason: str) -> None:
         log.info("failed: %s: %s", job.source, reason)
@@ -238,6 +291,13 @@ class _Run:
         o = self.options
         todo = [j for j in self.jobs if o.overwrite or not j.done(o.remove, o.overlay)]
         self.summary.skipped_existing = len(self.jobs) - len(todo)
+        # A cleaned file is written after its mask: one without its mask is not this tool's
+        # (an output folder above the input, say) and is never replaced.
+        foreign = (
+            [] if o.overwrite else [j for j in todo if o.remove and j.clean.exists() and not j.mask.exists()]
+        )
+        kept = {id(j) for j in foreign}
+        todo = [j for j in todo if id(j) not in kept]
         show = sys.stderr.isatty() if o.progress is None else o.progress
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -249,15 +309,24 @@ class _Run:
             TimeRemainingColumn(),
         ]
         with Progress(*columns, disable=not show, transient=False) as progress:
-            task = progress.add_task("wmseg-predict", total=len(todo), rate="")
+            task = progress.add_task("wmseg-predict", total=len(todo) + len(foreign), rate="")
 
             def advance() -> None:
                 speed = progress.tasks[0].speed
                 progress.update(task, advance=1, rate=f"{speed:.1f} files/s" if speed else "")
 
             self._advance = advance
+            for job in foreign:
+                self.fail(
+                    job,
+                    f"{job.clean} exists and was not written by wmseg-predict: it is kept; choose "
+                    "another output folder, or overwrite=true to replace it",
+                )
             images = [j for j in todo if j.kind == "image"]
             t0 = time.perf_counter()
+            if o.mark == "shared" and images:
+                # From every image, done before or not: a resumed run un-blends with the same mark.
+                self._estimate_shared([j for j in self.jobs if j.kind == "image"])
             self._images(images)
             self.summary.image_seconds = time.perf_counter() - t0 if images else 0.0
             t0 = time.perf_counter()
@@ -326,6 +395,47 @@ class _Run:
                 run_group(key)
             collect(0)
 
+    def _estimate_shared(self, jobs: list[Job]) -> None:
+        """A first pass, one image size at a time (memory: one size's estimates): sizes
+        read from the headers; for each size with at least MIN_IMAGES images, the own
+        estimates of up to `sample_limit` of them, evenly spread, then the mark they share.
+        Unreadable images and failed batches are left to the main pass to report."""
+        detector, threshold = self.remover.detector, self.remover.threshold
+        by_size: dict[tuple[int, int], list[Job]] = {}
+        for job in jobs:
+            try:
+                by_size.setdefault(image_size(job.source), []).append(job)
+            except Exception:  # reported by the main pass
+                continue
+        for size, members in by_size.items():
+            if len(members) < MIN_IMAGES:
+                continue
+            limit = sample_limit(*size)
+            if len(members) > limit:
+                members = [members[i] for i in np.linspace(0, len(members) - 1, limit).round().astype(int)]
+            estimates: list[MarkEstimate] = []
+            batch = max(1, detector.options.batch_images)
+            with ThreadPoolExecutor(self.options.decode_workers) as decode:
+                for start in range(0, len(members), batch):
+                    chunk = [j.source for j in members[start : start + batch]]
+                    images = []
+                    for future in [decode.submit(read_source, path) for path in chunk]:
+                        try:
+                            images.append(future.result().rgb)
+                        except Exception:
+                            continue
+                    try:
+                        maps = detector.maps(images)
+                    except Exception as err:  # the main pass reports these images
+                        log.warning("mark=shared: a batch of the first pass failed (%s)", err)
+                        continue
+                    estimates += [own_estimate(im, m, threshold) for im, m in zip(images, maps, strict=True)]
+            mark = estimate_shared(estimates)
+            if mark is not None:
+                self.shared[mark.size] = mark
+                self.summary.shared_marks.append(mark.describe())
+        log.info("mark=shared: %d shared marks from %d image sizes", len(self.shared), len(by_size))
+
     def _settle(self, job: Job, future: Future) -> None:
         try:
             future.result()
@@ -337,6 +447,15 @@ class _Run:
 
     def _write_image(self, job: Job, src: SourceImage, maps: np.ndarray) -> None:
         mask = maps[0] >= self.remover.threshold
+        if self.options.mark == "shared":
+            mark = find_mark(self.shared, mask)
+            with self._count:  # encode threads write images side by side
+                if mark is not None:
+                    self.summary.shared_used += 1
+                else:
+                    self.summary.own_estimate.append(str(job.source))
+            if mark is not None:
+                maps, mask = mark.maps(src.rgb, maps), mark.mask
         # The cleaned file is written last: a job counts as done when all its files exist.
         write_bytes_atomic(job.mask, encode_png(mask.astype(np.uint8) * 255))
         if self.options.overlay:
@@ -356,10 +475,17 @@ class _Run:
                 VideoOptions(**self.options.video),
                 self.options.remove,
                 self.options.overlay,
+                shared=self.options.mark != "own",
             )
         except Exception as err:
             self.fail(job, _reason(err))
             return
+        frames, mark = frames
+        if mark is not None:
+            self.summary.shared_marks.append({"video": str(job.source), **mark.describe()})
+            self.summary.shared_used += 1
+        elif self.options.mark != "own":
+            self.summary.own_estimate.append(str(job.source))
         self.summary.videos += 1
         self.summary.frames += frames
         self.finished(job)

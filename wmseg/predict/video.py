@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from wmseg.atomic import write_atomic
 from wmseg.errors import ConfigError, DataError
 from wmseg.inference.overlay import tint
 from wmseg.predict.jobs import Job
+from wmseg.predict.shared_mark import SharedMark, estimate_shared, own_estimate, sample_limit
 
 if TYPE_CHECKING:
     from wmseg.predict.remover import Remover
@@ -146,10 +148,14 @@ def _frames(container) -> Iterator[tuple[object, object]]:
                 yield "video", frame
 
 
-def process_video(remover: Remover, job: Job, options: VideoOptions, remove: bool, overlay: bool) -> int:
+def process_video(
+    remover: Remover, job: Job, options: VideoOptions, remove: bool, overlay: bool, shared: bool = False
+) -> tuple[int, SharedMark | None]:
     """Write the mask video (and the overlay and cleaned videos) in one pass over the
-    input; returns the frame count. Each output goes to a temporary file beside it and is
-    renamed only when complete."""
+    input; returns the frame count and, with `shared`, the video's static mark when it has
+    one (estimated first from frames spread over the video: wmseg.predict.shared_mark),
+    with which every frame that carries it is cleaned. Each output goes to a temporary file
+    beside it and is renamed only when complete."""
     import av
 
     options.check()
@@ -169,19 +175,32 @@ def process_video(remover: Remover, job: Job, options: VideoOptions, remove: boo
         outputs.append(("overlay", job.overlay, fmt, False))
     if remove:
         outputs.append(("clean", job.clean, fmt, False))
+    for _, path, _, _ in outputs:  # what a killed run left behind (not a live one's)
+        for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.partial"):
+            if not _alive(leftover.name.rsplit(".", 2)[-2]):
+                leftover.unlink(missing_ok=True)
     tmps = {name: path.with_name(f".{path.name}.{os.getpid()}.partial") for name, path, _, _ in outputs}
     encoders: dict[str, _Encoder] = {}
     try:
+        mark = _static_mark(remover, job, options) if shared else None
         with av.open(str(job.source)) as source:
             for name, _, container_format, gray in outputs:
                 encoders[name] = _Encoder(str(tmps[name]), container_format, source, options, rotation, gray)
-            count = _stream(remover, source, options, encoders)
+            expected = int(source.streams.video[0].frames or 0)  # 0: the header does not say
+            count = _stream(remover, source, options, encoders, mark)
+        # Headers of phone videos (edit lists) may count a frame or two more than decode.
+        if count < expected - max(2, expected // 100):
+            raise DataError(
+                job.source,
+                f"ended after {count} of the {expected} frames its header lists (truncated?); "
+                "its outputs are not written",
+            )
         for encoder in encoders.values():
             encoder.close()
         encoders.clear()
         for name, path, _, _ in outputs:
             write_atomic(path, lambda tmp, name=name: os.replace(tmps[name], tmp))
-        return count
+        return count, mark
     except av.FFmpegError as err:
         raise DataError(job.source, f"video could not be processed ({err})") from err
     finally:
@@ -192,8 +211,53 @@ def process_video(remover: Remover, job: Job, options: VideoOptions, remove: boo
             tmp.unlink(missing_ok=True)
 
 
-def _stream(remover: Remover, source, options: VideoOptions, encoders: dict[str, _Encoder]) -> int:
-    """Detect in batches, smooth over a centred window, encode in order; returns frames."""
+def _alive(pid: str) -> bool:
+    """Whether process `pid` (a .partial file's writer) still runs."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _static_mark(remover: Remover, job: Job, options: VideoOptions) -> SharedMark | None:
+    """The mark shared by frames spread evenly over the video (a first decoding pass; the
+    detector sees only the sampled frames), or None."""
+    import av
+
+    with av.open(str(job.source)) as source:
+        video = source.streams.video[0]
+        width, height = video.codec_context.width, video.codec_context.height
+        limit = sample_limit(height, width)
+        step = max(1, (video.frames or 0) // limit)  # frames unknown (0): the first ones
+        picked: list[np.ndarray] = []
+        for index, frame in enumerate(source.decode(video)):
+            if index % step == 0:
+                rotation = int(getattr(frame, "rotation", 0) or 0)
+                picked.append(_upright(frame.to_ndarray(format="rgb24"), rotation))
+                if len(picked) >= limit:
+                    break
+    estimates = []
+    for start in range(0, len(picked), options.batch):
+        batch = picked[start : start + options.batch]
+        for rgb, maps in zip(batch, remover.maps(batch), strict=True):
+            estimates.append(own_estimate(rgb, maps, remover.threshold))
+    return estimate_shared(estimates)
+
+
+def _stream(
+    remover: Remover,
+    source,
+    options: VideoOptions,
+    encoders: dict[str, _Encoder],
+    mark: SharedMark | None = None,
+) -> int:
+    """Detect in batches, smooth over a centred window, encode in order; returns frames.
+    With `mark`, a frame whose mask fits it is masked and cleaned with it."""
     half = options.window // 2
     decoded: list[tuple[object, np.ndarray]] = []  # frames waiting for the detector
     window: deque[tuple[object, np.ndarray, np.ndarray]] = deque()  # (frame, upright rgb, maps)
@@ -205,6 +269,8 @@ def _stream(remover: Remover, source, options: VideoOptions, encoders: dict[str,
         frame, rgb, maps = window[center]
         lo, hi = max(0, center - half), min(len(window), center + half + 1)
         mask = np.mean([window[i][2][0] for i in range(lo, hi)], axis=0) >= remover.threshold
+        if mark is not None and mark.fits(mask):
+            maps, mask = mark.maps(rgb, maps), mark.mask
         rotation = int(getattr(frame, "rotation", 0) or 0)
         encoders["mask"].frame(_stored(mask.astype(np.uint8) * 255, rotation), frame)
         if "overlay" in encoders:

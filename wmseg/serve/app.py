@@ -8,17 +8,23 @@
     POST /v1/clean    multipart `image` -> the image without its watermark, in its own format
 
 A request that cannot be served gets a 4xx with a JSON `detail` saying why (413 for an
-upload over the limit, 422 for a file that is not a readable image); the server goes on.
+upload over the limit, 422 for a file that is not a readable image, 401 without the API
+key when one is set); the server goes on. Load is bounded: requests wait for the model
+in a queue of `max_queue`, a full queue answers 503 with Retry-After, a request that
+waited `request_timeout_s` answers 503, and a request whose client has gone is dropped
+before it reaches the model.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import hmac
+import time
 from importlib.resources import files
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -55,13 +61,95 @@ class UploadLimit:
         await self.app(scope, receive, send)
 
 
+class ApiKey:
+    """401 for a /v1/ request without `key` (header `X-API-Key: <key>` or
+    `Authorization: Bearer <key>`); the page and /health stay open."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            headers = dict(scope.get("headers", ()))
+            given = headers.get(b"x-api-key", b"")
+            bearer = headers.get(b"authorization", b"")
+            if bearer.lower().startswith(b"bearer "):
+                given = given or bearer[7:].strip()
+            if not hmac.compare_digest(given, self.key):
+                detail = "an API key is required: send the header X-API-Key: <key>"
+                await JSONResponse({"detail": detail}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Busy(HTTPException):
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(503, detail, headers={"Retry-After": str(retry_after)})
+
+
+class ModelQueue:
+    """One request at a time on the model (it uses every core, or the GPU, for each), at
+    most `max_queue` waiting; a request waits at most `timeout_s` in all, and one whose
+    client has gone is dropped before it runs."""
+
+    def __init__(self, max_queue: int, timeout_s: float) -> None:
+        self.max_queue, self.timeout_s = max_queue, timeout_s
+        self.waiting = 0
+        self.lock = asyncio.Lock()
+        self.dropped = 0  # requests abandoned by their client while waiting
+        self.seconds = 1.0  # a running estimate of one request's model time (for Retry-After)
+
+    def retry_after(self) -> int:
+        return max(1, round(self.seconds * (self.waiting + 1)))
+
+    def check(self) -> None:
+        """503 when the queue is full: called before an upload is decoded, too."""
+        if self.waiting >= self.max_queue:
+            busy = f"the server is busy ({self.waiting} requests waiting); try again shortly"
+            raise Busy(busy, self.retry_after())
+
+    async def run(self, request: Request, fn: Any, *args: Any) -> Any:
+        self.check()
+        # Uvicorn stops reading a connection once its request body is in: this first look
+        # lets it notice a client that hangs up while the request waits.
+        await request.is_disconnected()
+        self.waiting += 1
+        try:
+            try:
+                await asyncio.wait_for(self.lock.acquire(), timeout=self.timeout_s)
+            except asyncio.TimeoutError:  # TimeoutError from Python 3.11
+                raise Busy(
+                    f"waited {self.timeout_s:g} s for the model (request_timeout_s); try again shortly",
+                    self.retry_after(),
+                ) from None
+        finally:
+            self.waiting -= 1
+        try:
+            if await request.is_disconnected():  # nobody left to answer: skip the work
+                self.dropped += 1
+                raise HTTPException(499, "the client closed the request")
+            began = time.perf_counter()
+            result = await run_in_threadpool(fn, *args)
+            self.seconds = 0.7 * self.seconds + 0.3 * (time.perf_counter() - began)
+            return result
+        finally:
+            self.lock.release()
+
+
 def create_app(
-    remover: Remover, *, model_name: str, max_upload_mb: float = 50.0, remove: bool = True
+    remover: Remover,
+    *,
+    model_name: str,
+    max_upload_mb: float = 50.0,
+    remove: bool = True,
+    max_queue: int = 8,
+    request_timeout_s: float = 120.0,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The app serving `remover` (already loaded). `remove=False` serves detection only
-    (/v1/clean answers 404). Requests run one at a time on the model: it uses all the
-    cores (or the GPU) for each, so its working memory is one request's; waiting requests
-    hold only their decoded image."""
+    (/v1/clean answers 404). Requests run one at a time on the model (`ModelQueue`), so
+    its working memory is one request's; waiting requests hold only their decoded image.
+    `api_key`: required of every /v1/ request when set."""
     max_bytes = int(max_upload_mb * 2**20)
     # No /docs: Swagger UI's scripts come from a CDN, and nothing here depends on the network.
     app = FastAPI(
@@ -71,9 +159,11 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    lock = threading.Lock()
+    queue = ModelQueue(max_queue, request_timeout_s)
+    app.state.queue = queue
 
     async def read(image: UploadFile) -> SourceImage:
+        queue.check()  # a full queue answers before the upload is decoded
         data = await image.read()
         name = image.filename or "upload"
         if not data:
@@ -85,13 +175,9 @@ def create_app(
         except DataError as err:
             raise HTTPException(422, str(err)) from None
 
-    def run(fn: Any, *args: Any) -> Any:
-        with lock:
-            return fn(*args)
-
-    async def detected(image: UploadFile) -> np.ndarray:
+    async def detected(request: Request, image: UploadFile) -> np.ndarray:
         source = await read(image)
-        return await run_in_threadpool(run, remover.mask, source.rgb)
+        return await queue.run(request, remover.mask, source.rgb)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -99,11 +185,20 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, "threshold": remover.threshold, "remove": remove}
+        return {
+            "status": "ok",
+            "model": model_name,
+            "threshold": remover.threshold,
+            "remove": remove,
+            "waiting": queue.waiting,
+            "dropped": queue.dropped,
+            "running": queue.lock.locked(),
+            "key_required": bool(api_key),
+        }
 
     @app.post("/v1/detect", max_body_size=max_bytes)
-    async def detect(image: Upload) -> dict[str, Any]:
-        return describe(await detected(image), remover.threshold)
+    async def detect(request: Request, image: Upload) -> dict[str, Any]:
+        return describe(await detected(request, image), remover.threshold)
 
     @app.post(
         "/v1/mask",
@@ -111,8 +206,8 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"image/png": {}}}},
     )
-    async def mask(image: Upload) -> Response:
-        mask = await detected(image)
+    async def mask(request: Request, image: Upload) -> Response:
+        mask = await detected(request, image)
         return Response(
             encode_png(mask.astype(np.uint8) * 255), media_type="image/png", headers=_headers(mask)
         )
@@ -123,16 +218,18 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {"image/*": {}}}},
     )
-    async def clean(image: Upload) -> Response:
+    async def clean(request: Request, image: Upload) -> Response:
         if not remove:
             raise HTTPException(404, "this server detects only (started with remove=false)")
         source = await read(image)
-        cleaned, mask = await run_in_threadpool(run, remover.clean, source.rgb)
+        cleaned, mask = await queue.run(request, remover.clean, source.rgb)
         body = await run_in_threadpool(encode_like, source, cleaned)
         media = MEDIA_TYPES.get(source.format, "image/png")
         return Response(body, media_type=media, headers=_headers(mask))
 
     app.add_middleware(UploadLimit, max_bytes=max_bytes)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)
     return app
 
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from wmseg.synth.layer_bank import COL, STYLES, LayerBank
-from wmseg.synth.render import SynthConfig, _rand_color
+from wmseg.synth.render import MarkTargets, SynthConfig, _rand_color
 
 _COMPOSE_STREAM = 0xC0
 NOISE_LENGTH = 1 << 22  # a shared table of standard normal noise; a sample reads a window
@@ -250,6 +250,17 @@ class Composer:
         """(image uint8 (H, W, 3), mask uint8 (H, W)) of sample `index` of stream `seed`."""
         return compose(self.plan(seed, index), self.bank, self.config, self.noise)
 
+    def render_targets(
+        self, seed: int, index: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, MarkTargets]:
+        """`render`'s sample, its background through the same degradations (the clean
+        photo) and the marks' opacity and colour, as `WatermarkSynth.render_targets`."""
+        plan = self.plan(seed, index)
+        image, mask, targets = compose(plan, self.bank, self.config, self.noise, track=True)
+        clean = dihedral(self.bank.background(int(plan.background)), int(plan.dihedral))
+        clean = degrade(clean.astype(np.float32), plan.degrade, self.noise, self.config.size)
+        return (image, mask), clean, targets
+
 
 def mark_region(plan: Plan, slot: int, row: np.ndarray, size: int) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1): the output pixels a mark slot can touch (all of them for a grid)."""
@@ -310,13 +321,29 @@ def blend_target(image: np.ndarray, colour: np.ndarray, mode: int) -> np.ndarray
     )
 
 
-def compose(
-    plan: Plan, bank: LayerBank, config: SynthConfig, noise: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Carry out `plan`: (image uint8 (H, W, 3), mask uint8 (H, W))."""
+def compose(plan: Plan, bank: LayerBank, config: SynthConfig, noise: np.ndarray, track: bool = False):
+    """Carry out `plan`: (image uint8 (H, W, 3), mask uint8 (H, W)); with `track`, also
+    the marks' `MarkTargets` (normal blends laid over one layer of opacity and
+    premultiplied colour; pixels another blend mode touches unknown)."""
     size = config.size
     clean = dihedral(bank.background(int(plan.background)), int(plan.dihedral))
     image = clean.astype(np.float32)
+    if track:
+        alpha = np.zeros((size, size, 1), np.float32)
+        premult = np.zeros((size, size, 3), np.float32)
+        known = np.ones((size, size), bool)
+
+    def lay(region: tuple[int, int, int, int], a: np.ndarray, colour: np.ndarray, mode: int) -> None:
+        x0, y0, x1, y1 = region
+        if mode != 0:
+            known[y0:y1, x0:x1] &= a[..., 0] == 0
+            return
+        p, al = premult[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
+        p *= 1.0 - a
+        p += a * colour
+        al *= 1.0 - a
+        al += a
+
     touched = [size, size, 0, 0]  # the union of the marks' regions: the footprint is 0 elsewhere
     for slot in np.flatnonzero(plan.valid):
         tile, row = bank.layer(int(plan.layer[slot]))
@@ -334,15 +361,23 @@ def compose(
         step = blend_target(view, colour, int(plan.mode[slot])) - view
         step *= a
         view += step
+        if track:
+            lay(region, a, colour, int(plan.mode[slot]))
         if plan.lines[slot, 0]:
             op = float(row[COL["opacity"]]) * float(plan.opacity[slot])
             a = np.minimum(line_coverage(plan.lines[slot], grid) * op, 1.0)[..., None]
             view += a * (blend_target(view, plan.colour[slot], int(plan.mode[slot])) - view)
+            if track:
+                lay(region, a, plan.colour[slot], int(plan.mode[slot]))
     diff = np.zeros((size, size), np.float32)
     x0, y0, x1, y1 = touched
     if x1 > x0 and y1 > y0:
         diff[y0:y1, x0:x1] = channel_difference(image[y0:y1, x0:x1], clean[y0:y1, x0:x1], config)
-    return degrade(image, plan.degrade, noise, size), footprint(diff, config)
+    out, mask = degrade(image, plan.degrade, noise, size), footprint(diff, config)
+    if not track:
+        return out, mask
+    colour = np.where(alpha > 0, premult / np.maximum(alpha, 1e-6), 0.0).astype(np.float32)
+    return out, mask, MarkTargets(alpha[..., 0], colour, known)
 
 
 def channel_difference(image: np.ndarray, clean: np.ndarray, config: SynthConfig) -> np.ndarray:

@@ -258,6 +258,18 @@ class Sample(NamedTuple):
     mask: np.ndarray  # (H, W) uint8, 1 = watermark
 
 
+class MarkTargets(NamedTuple):
+    """The marks of a sample as one layer over the photo: the composite is
+    `(1 - opacity) clean + opacity colour` wherever `known` (before degradation).
+    Normal-blend marks give it exactly; pixels a multiply, screen or overlay mark touches
+    are not known (a coloured multiply or screen scales each channel by its own factor and
+    an overlay's result depends on the photo: no single opacity and colour reproduce them)."""
+
+    opacity: np.ndarray  # (H, W) float32 in [0, 1]; 0 where no mark
+    colour: np.ndarray  # (H, W, 3) float32, 0-255; 0 where no mark
+    known: np.ndarray  # (H, W) bool
+
+
 @lru_cache(maxsize=512)
 def _font(path: Path, px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), px)
@@ -354,9 +366,16 @@ class WatermarkSynth:
     def render_with_clean(self, seed: int, index: int) -> tuple[Sample, np.ndarray]:
         """Sample `index` of stream `seed` (the same as `render`'s) and its photo without
         the marks, (H, W, 3) uint8, degraded exactly as the image: the restoration target."""
-        sample, clean = self._render(seed, index, with_clean=True)
+        sample, clean, _ = self._render(seed, index, with_clean=True)
         assert clean is not None
         return sample, clean
+
+    def render_targets(self, seed: int, index: int) -> tuple[Sample, np.ndarray, MarkTargets]:
+        """`render_with_clean`'s sample and clean photo, and the marks' opacity and colour
+        (`MarkTargets`): what a restoration head learns directly."""
+        sample, clean, targets = self._render(seed, index, with_clean=True, track=True)
+        assert clean is not None and targets is not None
+        return sample, clean, targets
 
     def clean_background(
         self, rng: np.random.Generator, texture_pick: bool = True
@@ -386,19 +405,35 @@ class WatermarkSynth:
                 draw_scene_object(rng, clean, cfg.scene_objects, self.fonts, other, large)
         return clean, marked
 
-    def _render(self, seed: int, index: int, with_clean: bool) -> tuple[Sample, np.ndarray | None]:
+    def _render(
+        self, seed: int, index: int, with_clean: bool, track: bool = False
+    ) -> tuple[Sample, np.ndarray | None, MarkTargets | None]:
         cfg = self.config
         rng = np.random.default_rng([seed, index])
         clean, marked = self.clean_background(rng)
         image = clean.copy()
+        size = cfg.size
+        # The marks as one layer: premultiplied colour and opacity laid over in order.
+        layer = None
+        if track:
+            layer = {
+                "alpha": np.zeros((size, size, 1), np.float32),
+                "premult": np.zeros((size, size, 3), np.float32),
+                "known": np.ones((size, size), bool),
+            }
         if marked is None:
             marked = rng.random() >= cfg.clean_fraction
         if marked:
             if rng.random() < cfg.tiled_fraction:
-                self._composite(rng, image, tiled=True)
+                self._composite(rng, image, tiled=True, layer=layer)
             else:
                 for _ in range(int(rng.integers(1, cfg.max_marks + 1))):
-                    self._composite(rng, image, tiled=False)
+                    self._composite(rng, image, tiled=False, layer=layer)
+        targets = None
+        if layer is not None:
+            alpha = layer["alpha"]
+            colour = np.where(alpha > 0, layer["premult"] / np.maximum(alpha, 1e-6), 0.0).astype(np.float32)
+            targets = MarkTargets(alpha[..., 0], colour, layer["known"])
         # Ground truth before degradation: where the mark is visible at all.
         diff = np.abs(image - clean)
         diff = diff.max(axis=2) if cfg.footprint_channels == "max" else diff.mean(axis=2)
@@ -406,12 +441,12 @@ class WatermarkSynth:
             diff = gaussian_filter(diff, cfg.footprint_blur, mode="nearest")
         mask = (diff >= cfg.visibility_threshold).astype(np.uint8)
         if not with_clean:
-            return Sample(self._degrade(rng, image), mask), None
+            return Sample(self._degrade(rng, image), mask), None, None
         # The clean photo through the very same degradations (colour shift, blur, resize,
         # noise, JPEG quality): a copy of the stream replays every draw.
         replay = np.random.Generator(type(rng.bit_generator)())
         replay.bit_generator.state = rng.bit_generator.state
-        return Sample(self._degrade(rng, image), mask), self._degrade(replay, clean)
+        return Sample(self._degrade(rng, image), mask), self._degrade(replay, clean), targets
 
     def mark_spec(self, rng: np.random.Generator, tiled: bool) -> MarkSpec:
         """What one mark is (its layers, box, size, angle, blend mode, style), before it is
@@ -496,8 +531,11 @@ class WatermarkSynth:
                 angle = float(rng.uniform(-3, 3))
         return MarkSpec(layers, box, (left, top, right, bottom), px, angle, mode, style, corner)
 
-    def _composite(self, rng: np.random.Generator, image: np.ndarray, tiled: bool) -> None:
-        """Draw one mark (or one tiled grid of it) into `image` in place."""
+    def _composite(
+        self, rng: np.random.Generator, image: np.ndarray, tiled: bool, layer: dict | None = None
+    ) -> None:
+        """Draw one mark (or one tiled grid of it) into `image` in place; with `layer`,
+        also over its opacity and premultiplied colour (see `_render`)."""
         cfg = self.config
         size = cfg.size
         layers, box, (left, top, right, bottom), px, angle, mode, style, corner = self.mark_spec(rng, tiled)
@@ -555,6 +593,14 @@ class WatermarkSynth:
             target = blend(image, col, mode) if mode != "normal" else col
             image *= 1.0 - a
             image += a * target
+            if layer is not None:
+                if mode == "normal":
+                    layer["premult"] *= 1.0 - a
+                    layer["premult"] += a * col
+                    layer["alpha"] *= 1.0 - a
+                    layer["alpha"] += a
+                else:
+                    layer["known"] &= a[..., 0] == 0
 
     def _mark_style(self, rng: np.random.Generator) -> str | None:
         """A single mark's look-alike-of-scene style (banner, id, plain_logo) or None."""

@@ -4,56 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from wmseg.config_checks import (
+    config_value,
+    is_number,
+    require_bool,
+    require_device,
+    require_int,
+    require_probability,
+)
 from wmseg.errors import ConfigError
 
-__all__ = ["ConfigError", "check_eval_config", "check_export_config", "check_run_config"]
-
-
-def _get(cfg: DictConfig, key: str) -> object:
-    return OmegaConf.select(cfg, key, default=None)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def require_bool(cfg: DictConfig, key: str) -> None:
-    value = _get(cfg, key)
-    if value is not None and not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r}: use true or false")
-
-
-def require_int(cfg: DictConfig, key: str, minimum: int, nullable: bool = True) -> None:
-    value = _get(cfg, key)
-    if value is None and nullable:
-        return
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
-        also = " or null" if nullable else ""
-        raise ConfigError(f"{key}={value!r}: use a whole number >= {minimum}{also}")
-
-
-def require_probability(cfg: DictConfig, key: str) -> None:
-    value = _get(cfg, key)
-    if value is not None and not (_number(value) and 0.0 < value < 1.0):
-        raise ConfigError(f"{key}={value!r}: use a number between 0 and 1 (exclusive), or null")
-
-
-def require_device(cfg: DictConfig, key: str = "device") -> None:
-    import torch
-
-    value = _get(cfg, key)
-    if value is None or value == "cpu":
-        return
-    text = str(value)
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{key}={text}: no CUDA GPU is available here; use {key}=cpu or {key}=null")
-        if ":" in text and int(text[5:]) >= torch.cuda.device_count():
-            raise ConfigError(f"{key}={text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return
-    raise ConfigError(f"{key}={text}: use cpu, cuda, cuda:<index>, or null (cuda when available)")
+__all__ = [
+    "ConfigError",
+    "check_eval_config",
+    "check_export_config",
+    "check_run_config",
+    "require_bool",
+    "require_device",
+    "require_int",
+    "require_probability",
+]
 
 
 def check_eval_config(cfg: DictConfig) -> None:
@@ -100,17 +72,17 @@ def check_run_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; cheap, so it runs before imports of data."""
     from wmseg.synth.backgrounds import BANK_VAL, HELDOUT  # here: the module stays free of the synthesis
 
-    lr = _get(cfg, "model.optimizer.lr")
-    if lr is not None and not (_number(lr) and lr > 0):
+    lr = config_value(cfg, "model.optimizer.lr")
+    if lr is not None and not (is_number(lr) and lr > 0):
         raise ConfigError(f"model.optimizer.lr must be a number > 0, got {lr!r}: e.g. 3e-3")
     for key in ("data.batch_size", "trainer.accumulate_grad_batches"):
-        value = _get(cfg, key)
+        value = config_value(cfg, key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             raise ConfigError(f"{key} must be a whole number > 0, got {value!r}: e.g. {key}=16")
     require_int(cfg, "data.num_workers", 0)
     require_int(cfg, "max_image_pixels", 1)
-    clip = _get(cfg, "trainer.gradient_clip_val")
-    if clip is not None and not (_number(clip) and clip >= 0):
+    clip = config_value(cfg, "trainer.gradient_clip_val")
+    if clip is not None and not (is_number(clip) and clip >= 0):
         raise ConfigError(f"trainer.gradient_clip_val must be >= 0 or null, got {clip!r}")
     # (key, names it takes besides a folder, what null means)
     folders = (
@@ -122,7 +94,7 @@ def check_run_config(cfg: DictConfig) -> None:
         BANK_VAL: "the photo bank's validation photos",
     }
     for key, names, default in folders:
-        folder = _get(cfg, key)
+        folder = config_value(cfg, key)
         if folder is None or folder in names or Path(str(folder)).expanduser().is_dir():
             continue
         also = "".join(f", {key}={name} ({never_seen[name]})" for name in names)
@@ -130,13 +102,13 @@ def check_run_config(cfg: DictConfig) -> None:
             f"{key}={folder} is not a folder: point it at a folder of clean photos{also}, "
             f"or set {key}=null for {default}"
         )
-    ckpt = _get(cfg, "ckpt_path")
+    ckpt = config_value(cfg, "ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
         raise ConfigError(f"ckpt_path={ckpt} does not exist: pass the path of a .ckpt file to resume from")
     # Logged only by a calibrating model: Lightning's own error would not name the fix.
-    monitor = _get(cfg, "monitor")
+    monitor = config_value(cfg, "monitor")
     calibrated = ("val/best_f1", "val/best_mean_iou", "val/threshold")
-    if monitor in calibrated and not _get(cfg, "model.calibrate_threshold"):
+    if monitor in calibrated and not config_value(cfg, "model.calibrate_threshold"):
         raise ConfigError(
             f"monitor={monitor} is logged only with model.calibrate_threshold=true: "
             "add it, or monitor val/iou"
@@ -144,15 +116,15 @@ def check_run_config(cfg: DictConfig) -> None:
     # Also checked by the segmenter, but Hydra would wrap its error in a traceback.
     from wmseg.metrics import check_calibrate_metric
 
-    if _get(cfg, "model.calibrate_metric") is not None:
-        check_calibrate_metric(_get(cfg, "model.calibrate_metric"), "model.calibrate_metric")
+    if config_value(cfg, "model.calibrate_metric") is not None:
+        check_calibrate_metric(config_value(cfg, "model.calibrate_metric"), "model.calibrate_metric")
     # debug= forces the CPU: DeepSpeed needs CUDA (DDP runs there on gloo).
-    strategy = str(_get(cfg, "trainer.strategy") or "")
-    if strategy.startswith("deepspeed") and _get(cfg, "trainer.accelerator") == "cpu":
+    strategy = str(config_value(cfg, "trainer.strategy") or "")
+    if strategy.startswith("deepspeed") and config_value(cfg, "trainer.accelerator") == "cpu":
         raise ConfigError(
             f"trainer.strategy={strategy} needs CUDA GPUs, and this run is on the CPU (debug= configs "
             "force it): drop trainer=deepspeed for a debug run (trainer=ddp runs there), or run on GPUs"
         )
     for key in ("train", "test"):
-        if not isinstance(_get(cfg, key), bool):
-            raise ConfigError(f"{key} must be true or false, got {_get(cfg, key)!r}")
+        if not isinstance(config_value(cfg, key), bool):
+            raise ConfigError(f"{key} must be true or false, got {config_value(cfg, key)!r}")
