@@ -337,3 +337,39 @@ def test_checkpoints_from_before_the_direct_terms_load_evaluate_and_predict(
         finally:
             GlobalHydra.instance().clear()
         assert 0.0 <= report["sets"]["synthetic_val"]["mean_iou"] <= 1.0
+
+
+def test_the_balanced_opacity_term_weighs_a_small_mark_as_much_as_the_rest():
+    true = torch.zeros(1, 1, 20, 20)
+    true[..., :2, :2] = 0.5  # 1 % of the pixels
+    known, colour = torch.ones_like(true), torch.full((1, 3, 20, 20), 0.5)
+    zero = torch.zeros_like(true)  # a head that predicts no mark
+    even = RestorationLoss(opacity_weight=1.0).target_terms(zero, colour, true, colour, known)
+    balanced = RestorationLoss(opacity_weight=1.0, opacity_balance=True).target_terms(
+        zero, colour, true, colour, known
+    )
+    assert float(even) == pytest.approx(0.5 * 0.01) and float(balanced) == pytest.approx(0.25)
+
+
+def test_the_layer_is_read_back_from_the_degraded_pair():
+    from wmseg.data.dataset import MAX_TARGET_OPACITY, layer_of_pair
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(20, 200, (16, 16, 3)).astype(np.float32)  # no clipping by the shift
+    opacity = np.zeros((16, 16), np.float32)
+    opacity[4:12, 4:12] = 0.4
+    opacity[6:8, 6:8] = 1.0
+    colour = np.zeros((16, 16, 3), np.float32)
+    colour[opacity > 0] = (240.0, 30.0, 90.0)
+    gain, offset = np.array([0.8, 1.1, 0.9]), np.array([10.0, -5.0, 3.0])  # a colour shift after compositing
+    image = np.clip(((1 - opacity[..., None]) * clean + opacity[..., None] * colour) * gain + offset, 0, 255)
+    shifted_clean = np.clip(clean * gain + offset, 0, 255)
+    a, c = layer_of_pair(
+        np.rint(image).astype(np.uint8), np.rint(shifted_clean).astype(np.uint8), opacity, colour
+    )
+    assert a.max() == MAX_TARGET_OPACITY and not a[opacity == 0].any()
+    rebuilt = (1 - opacity[..., None]) * np.rint(shifted_clean) + opacity[..., None] * c
+    assert np.abs(rebuilt - np.rint(image))[opacity >= 0.05].max() <= 1.0  # the colour the pair shows
+    assert np.allclose(
+        c[opacity >= 0.05], np.clip(np.array([240.0, 30.0, 90.0]) * gain + offset, 0, 255), atol=4
+    )

@@ -109,6 +109,29 @@ class SyntheticWatermarks(Dataset):
         return restoration_item(self.synth.render_targets(self.seed, index), self.augment, self.seed, index)
 
 
+# Opacity the restoration head can reach (wmseg.models.restoration.MAX_OPACITY), and the
+# least at which the colour is read back from the degraded pair.
+MAX_TARGET_OPACITY = 0.95
+MIN_READ_OPACITY = 0.05
+
+
+def layer_of_pair(
+    image: np.ndarray, clean: np.ndarray, opacity: np.ndarray, colour: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The marks' layer as the degraded pair shows it: the colour that makes
+    `(1 - a) clean + a c` the image where the opacity is at least MIN_READ_OPACITY (exact
+    for a colour shift, which moves the mark's colour with the photo's; blur, resize and
+    JPEG leave a little noise), the renderer's colour elsewhere; the opacity capped at what
+    the head can predict."""
+    a = np.asarray(opacity, np.float32)
+    seen = a >= MIN_READ_OPACITY
+    if seen.any():
+        image32, clean32 = image.astype(np.float32), clean.astype(np.float32)
+        read = (image32 - (1.0 - a[..., None]) * clean32) / np.maximum(a, MIN_READ_OPACITY)[..., None]
+        colour = np.where(seen[..., None], np.clip(read, 0.0, 255.0), colour).astype(np.float32)
+    return np.minimum(a, MAX_TARGET_OPACITY), colour
+
+
 def restoration_item(
     rendered: tuple, augment: Augment | None, seed: int, index: int
 ) -> dict[str, torch.Tensor]:
@@ -123,6 +146,7 @@ def restoration_item(
         image, mask, clean, opacity, colour, known = (
             out[k] for k in ("image", "mask", "clean", "opacity", "colour", "known")
         )
+    opacity, colour = layer_of_pair(image, clean, opacity, colour)
     return {
         **to_tensors(image, mask),
         "clean": image_tensor(clean),

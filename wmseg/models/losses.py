@@ -123,7 +123,9 @@ class RestorationLoss(nn.Module):
     `colour` and `known`), `opacity_weight` times the L1 of the predicted opacity against
     the true one on every known pixel (0 where there is no mark: unmarked images teach it
     too, and a head predicting no mark gets the full gradient), and `colour_weight` times
-    the L1 of the predicted colour where the mark shows, weighted by its true opacity."""
+    the L1 of the predicted colour where the mark shows, weighted by its true opacity;
+    `opacity_balance` takes the opacity term as half the mean on the marks and half off
+    them (else one mean over every known pixel, most of them off the marks)."""
 
     def __init__(
         self,
@@ -132,6 +134,7 @@ class RestorationLoss(nn.Module):
         composite_weight: float = 0.0,
         opacity_weight: float = 0.0,
         colour_weight: float = 0.0,
+        opacity_balance: bool = False,
     ) -> None:
         super().__init__()
         weights = (l1_weight, gradient_weight, composite_weight, opacity_weight, colour_weight)
@@ -142,6 +145,7 @@ class RestorationLoss(nn.Module):
             )
         self.l1_weight, self.gradient_weight, self.composite_weight = weights[:3]
         self.opacity_weight, self.colour_weight = weights[3:]
+        self.opacity_balance = opacity_balance
 
     def target_terms(
         self,
@@ -157,7 +161,17 @@ class RestorationLoss(nn.Module):
         loss = opacity.new_zeros((), dtype=torch.float32)
         if self.opacity_weight:
             err = (opacity.float() - true_opacity.float()).abs() * known
-            loss = loss + self.opacity_weight * err.sum() / known.sum().clamp(min=1)
+            if self.opacity_balance:
+                # Half on the marks, half off them: most pixels are off them, where 0 is
+                # right, and an even mean lets a head that under-predicts the marks off lightly.
+                on = (true_opacity.float() > 0).float() * known
+                off = known - on
+                term = 0.5 * (err * on).sum() / on.sum().clamp(min=1) + 0.5 * (
+                    err * off
+                ).sum() / off.sum().clamp(min=1)
+            else:
+                term = err.sum() / known.sum().clamp(min=1)
+            loss = loss + self.opacity_weight * term
         if self.colour_weight:
             weight = true_opacity.float() * known
             err = (colour.float() - true_colour.float()).abs() * weight
