@@ -23,11 +23,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from bench_synthesis import config
 from machine import cpu_name
-from omegaconf import open_dict
 
 import wmseg.tasks  # noqa: F401  (its resolvers and config nodes, before compose)
 
@@ -40,13 +37,7 @@ ENGINES = {
 
 
 def data_module(overrides: list[str], root: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.root_dir = root
-        cfg.paths.output_dir = root
-    HydraConfig().set_config(cfg)
+    cfg = config(overrides, root)
     return cfg, hydra.utils.instantiate(cfg.data)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_name
 from PIL import Image
+from restoration_removal import psnr
 
 from wmseg.atomic import write_bytes_atomic, write_text_atomic
 from wmseg.image_files import read_mask, read_rgb
@@ -37,11 +38,6 @@ from wmseg.predict.shared_mark import estimate_shared, find_mark, own_estimate
 
 MODES = ("own", "shared")
 SIZE = 384
-
-
-def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[region].mean()
-    return float(10 * np.log10(255**2 / mse)) if mse > 0 else 100.0
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -52,6 +52,11 @@ def augment_pair(
     return out["image"], out["mask"]
 
 
+# The clean photo moves with the image (flips, crops), as a second image; the marks'
+# opacity and colour as masks (moved, never recoloured).
+RESTORATION_TARGETS = {"clean": "image", "opacity": "mask", "colour": "mask", "known": "mask"}
+
+
 class SyntheticWatermarks(Dataset):
     """`length` samples of `synth`; sample i is a pure function of (seed, i).
 
@@ -82,9 +87,7 @@ class SyntheticWatermarks(Dataset):
         self.synth, self.length, self.seed, self.store = synth, length, seed, store
         self.augment, self.with_clean = augment, with_clean
         if with_clean and augment is not None:
-            # The clean photo moves with the image (flips, crops), as a second image; the
-            # mark's opacity and colour as masks (moved, never recoloured).
-            augment.add_targets({"clean": "image", "opacity": "mask", "colour": "mask", "known": "mask"})
+            augment.add_targets(RESTORATION_TARGETS)
 
     def __len__(self) -> int:
         return self.length
@@ -195,7 +198,7 @@ class ComposedWatermarks(Dataset):
         self.live_fraction, self.augment, self.plans = live_fraction, augment, plans
         self.with_clean = with_clean
         if with_clean and augment is not None:
-            augment.add_targets({"clean": "image", "opacity": "mask", "colour": "mask", "known": "mask"})
+            augment.add_targets(RESTORATION_TARGETS)
 
     def __len__(self) -> int:
         return self.length

@@ -122,15 +122,17 @@ class SharedMark:
         mask fits none of these places."""
         if mask.shape == self.mask.shape:
             return self if self.fits(mask) else None
-        score, anchor = max((iou(mask, self._moved_mask(mask.shape, a)), a) for a in ANCHORS)
+        score, anchor = self._best_anchor(mask)
         return self._moved(mask.shape, anchor) if score >= FIT_IOU else None
+
+    def _best_anchor(self, mask: np.ndarray) -> tuple[float, tuple[float, float]]:
+        """(IoU, anchor) of the place where this mark best fits `mask` (masks only: the
+        opacity and colour are moved once, for the winner)."""
+        return max((iou(mask, _move(self.mask, mask.shape, self._offset(mask.shape, a))), a) for a in ANCHORS)
 
     def _offset(self, size: tuple[int, int], anchor: tuple[float, float]) -> tuple[int, int]:
         (h, w), (sh, sw) = size, self.mask.shape
         return round((h - sh) * anchor[0]), round((w - sw) * anchor[1])
-
-    def _moved_mask(self, size: tuple[int, int], anchor: tuple[float, float]) -> np.ndarray:
-        return _move(self.mask, size, self._offset(size, anchor))
 
     def _moved(self, size: tuple[int, int], anchor: tuple[float, float]) -> SharedMark:
         offset = self._offset(size, anchor)
@@ -183,7 +185,7 @@ def find_mark(marks: dict[tuple[int, int], SharedMark], mask: np.ndarray) -> Sha
     for size, mark in marks.items():
         if size == mask.shape:
             continue
-        score, anchor = max((iou(mask, mark._moved_mask(mask.shape, a)), a) for a in ANCHORS)
+        score, anchor = mark._best_anchor(mask)
         if score >= best_score:
             best, best_score = (mark, anchor), score
     return None if best is None else best[0]._moved(mask.shape, best[1])
