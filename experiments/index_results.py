@@ -5,7 +5,8 @@
 Columns: file (relative to results/), study (its folder, named like its record under
 records/), commit (the one that first added the file, followed through exact renames), command
 (the one recorded in the file, or in its .json sibling), headline (the figure a reader
-looks for first). Rows already in the index keep their commit, command and headline;
+looks for first). Rows already in the index keep their commit (unless it was
+"uncommitted"), command and headline;
 files new since are added. `tests/test_experiments_index.py` checks the index against the
 files present.
 """
@@ -103,6 +104,8 @@ def main() -> None:
     for path in sorted(p for p in RESULTS.rglob("*") if p.is_file() and p != INDEX):
         name = path.relative_to(RESULTS).as_posix()
         if name in old:
+            if old[name]["commit"] == "uncommitted":  # indexed before its commit: look again
+                old[name]["commit"] = first_commit(path)
             rows.append(old[name])
             continue
         command, text = describe(path)
