@@ -16,20 +16,13 @@ from wmseg.callbacks.checkpoint_io import AtomicCheckpointIO
 from wmseg.data.cache import DiskSamples, build_disk_cache, is_complete
 from wmseg.data.folder import FolderPairs
 from wmseg.errors import ConfigError, DataError
-from wmseg.image_files import image_size, read_mask, read_rgb, set_max_pixels
+from wmseg.image_files import image_size, read_mask, read_rgb
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
 from wmseg.tasks.checks import check_run_config
 from wmseg.tasks.evaluate import evaluate
 from wmseg.tasks.export import export
 
 ORIENTATION = 0x0112
-
-
-@pytest.fixture
-def pixel_limit():
-    """set_max_pixels, restored to the default afterwards."""
-    yield set_max_pixels
-    set_max_pixels(None)
 
 
 def _eval(tmp_path, *overrides):
@@ -115,17 +108,18 @@ def test_folders_of_the_same_name_get_rows_of_their_own(trained_ckpt, pairs_fold
 # --- the pixel limit ------------------------------------------------------------------
 
 
-def test_an_image_over_the_pixel_limit_is_a_named_bad_file(tmp_path, pixel_limit):
+def test_an_image_over_the_pixel_limit_is_a_named_bad_file(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
-    pixel_limit(4000)
     with pytest.raises(DataError, match=r"big\.png: image is 64x64 = 4,096 pixels, over the limit"):
-        read_rgb(path)
-    pixel_limit(1000)  # Pillow's own guard fires first (over twice its limit): named the same way
-    with pytest.raises(
-        DataError, match=r"big\.png: image is over the limit of 1,000 pixels.*max_image_pixels"
-    ):
-        image_size(path)
+        read_rgb(path, max_pixels=4000)
+    assert read_rgb(path).shape == (64, 64, 3)  # the limit is the call's, not the process's
+    assert image_size(path, max_pixels=4096) == (64, 64)
+    # Pillow's own guard (a process global, at twice its limit) fires at open: named our way.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    limit = r"big\.png: image is over the limit of 1,000 pixels.*max_image_pixels"
+    with pytest.raises(DataError, match=limit):
+        image_size(path, max_pixels=10**6)
 
 
 def test_evaluation_skips_images_over_the_limit_and_names_them(trained_ckpt, pairs_folder, tmp_path):
@@ -138,13 +132,12 @@ def test_evaluation_skips_images_over_the_limit_and_names_them(trained_ckpt, pai
     assert report["sets"]["pairs"]["images"] == 2
 
 
-def test_backgrounds_skip_an_image_over_the_limit(tmp_path, pixel_limit):
+def test_backgrounds_skip_an_image_over_the_limit(tmp_path):
     folder = tmp_path / "bg"
     folder.mkdir()
     Image.fromarray(np.full((200, 200, 3), 10, np.uint8)).save(folder / "huge.png")
     Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(folder / "small.png")
-    pixel_limit(5000)
-    bank = BackgroundBank(folder, procedural_fraction=0.0)
+    bank = BackgroundBank(folder, max_pixels=5000, procedural_fraction=0.0)
     samples = [bank.sample(np.random.default_rng(i), 32) for i in range(6)]
     assert all(np.all(s == 200) for s in samples)
     assert [p.name for p in bank.skipped] == ["huge.png"]

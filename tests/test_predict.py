@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 
 from tests.conftest import run_script
-from wmseg.errors import ConfigError
+from wmseg.errors import ConfigError, UserError
 from wmseg.inference import OnnxPredictor, TorchPredictor
 from wmseg.predict import AdaptiveBatch, DetectOptions, Detector, OnnxInpainter, Remover, dilate, fill
 from wmseg.predict.detect import is_out_of_memory
@@ -530,12 +530,28 @@ def test_predict_configs_compose_and_build(tmp_path, preset, inpainter):
     del hydra
 
 
+def test_a_remover_built_in_python_keeps_its_own_pixel_limit(onnx_predictor, tmp_path):
+    """Two removers in one process: the limit of one does not leak into the other."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for name, size in (("small.png", 64), ("large.png", 160)):
+        Image.fromarray(_photos(1, size)[0]).save(root / name)
+    strict = _remover(onnx_predictor, max_pixels=10_000)
+    relaxed = _remover(onnx_predictor)
+    first = strict.run(root, tmp_path / "strict")
+    [failed] = first["failed"]
+    assert failed["file"].endswith("large.png") and "over the limit of 10,000" in failed["reason"]
+    assert relaxed.run(root, tmp_path / "relaxed")["failed"] == []
+    assert (tmp_path / "relaxed" / "large.mask.png").is_file()
+    with pytest.raises(UserError, match="max_image_pixels must be a whole number"):
+        _remover(onnx_predictor, max_pixels=0)
+
+
 def test_max_image_pixels_skips_a_larger_image_and_names_it(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from tests.conftest import CONF
-    from wmseg.image_files import set_max_pixels
     from wmseg.predict.cli import predict
 
     root = tmp_path / "in"
@@ -549,11 +565,8 @@ def test_max_image_pixels_skips_a_larger_image_and_names_it(tmp_path):
             config_name="predict", overrides=[*overrides, "max_image_pixels=10000", "progress=false"]
         )
     GlobalHydra.instance().clear()
-    try:
-        with pytest.raises(SystemExit) as stopped:  # an input failed: exit status 2
-            predict(cfg)
-    finally:
-        set_max_pixels(None)  # the limit is per process: leave the default to the other tests
+    with pytest.raises(SystemExit) as stopped:  # an input failed: exit status 2
+        predict(cfg)
     assert stopped.value.code == 2
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["images"] == 1 and (tmp_path / "out" / "small.mask.png").is_file()

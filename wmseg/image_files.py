@@ -5,8 +5,9 @@ Every image or mask wmseg reads from a user's folder goes through here, so that:
   size is reported rotated too);
 - 16-bit and 32-bit greyscale (`I;16`, `I`) are scaled to 8 bits, not clipped to white,
   and float images (`F`) are read as [0, 1];
-- an image over the pixel limit (`set_max_pixels`, Pillow's decompression-bomb guard) is
-  a `DataError` naming the file, like any other unreadable file, never a crash;
+- an image over the pixel limit (the readers' `max_pixels` argument; None: Pillow's
+  decompression-bomb limit) is a `DataError` naming the file, like any other unreadable
+  file, never a crash;
 - a mask marks a watermark wherever it is non-zero (0/255 and 0/1 masks alike);
 - only the decoders of the formats wmseg documents are used (`FORMATS`).
 No Lightning, no torch.
@@ -35,38 +36,49 @@ FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
 DEFAULT_MAX_PIXELS = 178_956_970
 _ORIENTATION = 0x0112  # the EXIF tag
 _TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
-_limit = DEFAULT_MAX_PIXELS
 
 
-def set_max_pixels(limit: int | None) -> None:
-    """The largest image (width x height) read from now on in this process; None: the default."""
-    global _limit
-    if limit is None:
-        limit = DEFAULT_MAX_PIXELS
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        raise ValueError(f"max_image_pixels must be a whole number > 0 or null, got {limit!r}")
-    _limit = limit
-    # Pillow checks at open (an error above twice its limit): ours is the one that counts.
-    Image.MAX_IMAGE_PIXELS = limit
+def pixel_limit(max_pixels: int | None) -> int:
+    """The checked pixel limit `max_pixels` stands for (None: the default)."""
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ValueError(f"max_image_pixels must be a whole number > 0 or null, got {max_pixels!r}")
+    return max_pixels
 
 
-def _check_size(path: Path, im: Image.Image) -> None:
-    if im.width * im.height > _limit:
+def allow_pixels_in_process(max_pixels: int | None) -> None:
+    """Raise Pillow's own decompression-bomb guard to `max_pixels` when that is larger.
+
+    Only for a process a wmseg command owns (wmseg-predict, wmseg-serve, train.py,
+    evaluate.py): Pillow's guard is a process global, and a limit above it could not be
+    honoured otherwise. Libraries built in Python pass `max_pixels` to the readers instead.
+    """
+    limit = pixel_limit(max_pixels)
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_size(path: Path, im: Image.Image, limit: int) -> None:
+    if im.width * im.height > limit:
         raise DataError(
             path,
             f"image is {im.width}x{im.height} = {im.width * im.height:,} pixels, over the limit of "
-            f"{_limit:,} (a guard against decompression bombs); raise max_image_pixels if you trust it",
+            f"{limit:,} (a guard against decompression bombs); raise max_image_pixels if you trust it",
         )
 
 
 @contextmanager
-def open_checked(path: Path, what: str = "image", data: bytes | None = None) -> Iterator[Image.Image]:
+def open_checked(
+    path: Path, what: str = "image", data: bytes | None = None, max_pixels: int | None = None
+) -> Iterator[Image.Image]:
     """The opened (not yet decoded) image at `path` (or in `data`, named `path` in errors),
-    within the pixel limit; any failure to read it, inside the block too, is a DataError
-    naming the file."""
+    within `max_pixels` (None: the default limit); any failure to read it, inside the
+    block too, is a DataError naming the file."""
+    limit = pixel_limit(max_pixels)
     try:
         with Image.open(path if data is None else io.BytesIO(data), formats=FORMATS) as im:
-            _check_size(path, im)
+            _check_size(path, im, limit)
             yield im
     except UnidentifiedImageError as err:
         raise DataError(
@@ -76,10 +88,11 @@ def open_checked(path: Path, what: str = "image", data: bytes | None = None) -> 
         ) from err
     except Image.DecompressionBombError as err:
         # Pillow's own guard (at twice its limit) quotes its doubled figure: say ours.
+        pillow = 2 * (Image.MAX_IMAGE_PIXELS or limit)
         raise DataError(
             path,
-            f"image is over the limit of {_limit:,} pixels (a guard against decompression bombs); "
-            "raise max_image_pixels if you trust it",
+            f"image is over the limit of {min(limit, pillow):,} pixels "
+            "(a guard against decompression bombs); raise max_image_pixels if you trust it",
         ) from err
     except (OSError, ValueError, SyntaxError) as err:
         if isinstance(err, DataError):
@@ -89,10 +102,10 @@ def open_checked(path: Path, what: str = "image", data: bytes | None = None) -> 
         raise DataError(path, f"unreadable {what} ({reason}); replace or remove the file") from err
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
+def image_size(path: str | Path, max_pixels: int | None = None) -> tuple[int, int]:
     """(H, W) as shown (EXIF orientation applied), from the header without decoding pixels."""
     path = Path(path)
-    with open_checked(path, "image") as im:
+    with open_checked(path, "image", max_pixels=max_pixels) as im:
         h, w = im.height, im.width
         try:
             turned = im.getexif().get(_ORIENTATION) in _TRANSPOSED
@@ -118,18 +131,21 @@ def upright_rgb(im: Image.Image) -> np.ndarray:
     return _to_rgb8(ImageOps.exif_transpose(im))
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """The image at `path` as shown: (H, W, 3) uint8 RGB; DataError naming it if unusable."""
+def read_rgb(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """The image at `path` as shown: (H, W, 3) uint8 RGB; DataError naming it if unusable
+    or over `max_pixels` (None: the default limit)."""
     path = Path(path)
-    with open_checked(path, "image") as im:
+    with open_checked(path, "image", max_pixels=max_pixels) as im:
         return upright_rgb(im)
 
 
-def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(
+    path: str | Path, size: tuple[int, int] | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """The mask at `path` as (H, W) uint8, 1 = watermark wherever the file is non-zero;
     with `size`, DataError naming the mask unless its (H, W) (as shown) equals `size`."""
     path = Path(path)
-    with open_checked(path, "mask") as im:
+    with open_checked(path, "mask", max_pixels=max_pixels) as im:
         mask = np.asarray(ImageOps.exif_transpose(im).convert("L"))  # clips 16-bit values, never zeroes one
     if size is not None:
         check_mask_size(path, mask.shape, size)

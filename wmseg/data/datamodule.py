@@ -216,7 +216,8 @@ class WatermarkDataModule(_Loaders):
         if self.real_ratio > 0:
             n, seed = sizes["train"], split_seed(self.splits.seed, "train")
             size = self.splits.synth_config.size
-            real = FolderCrops(scan_pairs(self.real_roots), size, n, seed, self.augment)
+            pairs = scan_pairs(self.real_roots, self.splits.max_pixels)
+            real = FolderCrops(pairs, size, n, seed, self.augment, self.splits.max_pixels)
             self.datasets["train"] = MixedPairs(self.datasets["train"], real, self.real_ratio, seed)
 
     def eval_sets(self, split: str = "test") -> list[Sequence[Item]]:

@@ -247,18 +247,18 @@ class ComposedWatermarks(Dataset):
         return out
 
 
-def scan_pairs(roots: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+def scan_pairs(roots: Sequence[str | Path], max_pixels: int | None = None) -> list[tuple[Path, Path]]:
     """(image, mask) paths of every usable pair under `roots`. A pair whose image header is
-    unreadable, whose mask is missing or unreadable, or whose mask size differs from the
-    image is left out and named in the log; no usable pair at all is an error."""
+    unreadable or over `max_pixels`, whose mask is missing or unreadable, or whose mask size
+    differs from the image is left out and named in the log; no usable pair at all is an error."""
     pairs, bad = [], []
     for root in roots:
-        folder = FolderPairs(root)
+        folder = FolderPairs(root, max_pixels=max_pixels)
         for i, path in enumerate(folder.images):
             try:
                 mask_path = folder.mask_path(i)
                 size = folder.image_size(i)
-                check_mask_size(mask_path, image_size(mask_path), size)
+                check_mask_size(mask_path, image_size(mask_path, max_pixels), size)
             except DataError as err:
                 bad.append(str(err))
                 continue
@@ -285,9 +285,11 @@ class FolderCrops(Dataset):
         length: int,
         seed: int,
         augment: Augment | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("FolderCrops needs at least one (image, mask) pair")
+        self.max_pixels = max_pixels
         if size <= 0 or length <= 0:
             raise ValueError(f"crop size and length must be > 0, got {size} and {length}")
         self.pairs, self.size, self.length, self.seed, self.augment = list(pairs), size, length, seed, augment
@@ -297,8 +299,8 @@ class FolderCrops(Dataset):
 
     def _read(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, mask_path = self.pairs[k]
-        image = read_image(image_path)
-        return image, read_mask(mask_path, image.shape[:2])
+        image = read_image(image_path, self.max_pixels)
+        return image, read_mask(mask_path, image.shape[:2], self.max_pixels)
 
     def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < self.length:

@@ -53,8 +53,11 @@ class FolderPairs:
         >>> item = pairs[0]; item.image.shape, item.mask.shape  # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path, group: str | None = None) -> None:
+    def __init__(self, root: str | Path, group: str | None = None, max_pixels: int | None = None) -> None:
+        """`max_pixels`: the largest image read (None: the default limit); larger ones are
+        a DataError naming the file."""
         self.root = Path(root).expanduser()
+        self.max_pixels = max_pixels
         images_dir, masks_dir = self.root / "images", self.root / "masks"
         if not images_dir.is_dir() or not masks_dir.is_dir():
             missing = "images/" if not images_dir.is_dir() else "masks/"
@@ -74,7 +77,7 @@ class FolderPairs:
 
     def image_size(self, index: int) -> tuple[int, int]:
         """(H, W) from the file header, without decoding the pixels."""
-        return image_size(self.images[index])
+        return image_size(self.images[index], self.max_pixels)
 
     def mask_path(self, index: int) -> Path:
         """The mask file of image `index`; DataError naming the image when it is missing."""
@@ -86,8 +89,8 @@ class FolderPairs:
 
     def __getitem__(self, index: int) -> Item:
         path, mask_path = self.images[index], self.mask_path(index)
-        image = read_image(path)
-        return Item(self.group, path.name, image, read_mask(mask_path, image.shape[:2]))
+        image = read_image(path, self.max_pixels)
+        return Item(self.group, path.name, image, read_mask(mask_path, image.shape[:2], self.max_pixels))
 
     def __iter__(self) -> Iterator[Item]:
         return (self[i] for i in range(len(self)))

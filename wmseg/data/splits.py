@@ -82,7 +82,10 @@ class SyntheticSplits:
         test_size: int = 256,
         seed: int = 0,
         restoration_targets: bool = False,
+        max_pixels: int | None = None,
     ) -> None:
+        """`max_pixels`: the largest background file read (None: the default limit)."""
+        self.max_pixels = max_pixels
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         _check_sizes(self.sizes)
         self.restoration_targets = restoration_targets
@@ -106,7 +109,7 @@ class SyntheticSplits:
         """One generator per split (built once): val and test draw on `val_backgrounds`
         when it is set. A bad backgrounds folder fails here."""
         if not self._synths:
-            options = dataclasses.asdict(self.bank_options)
+            options = {**dataclasses.asdict(self.bank_options), "max_pixels": self.max_pixels}
             train = WatermarkSynth(self.synth_config, BackgroundBank(self.backgrounds, **options))
             held = train
             if self.val_backgrounds is not None:
@@ -147,7 +150,10 @@ class FolderSplits:
         val_size: int = 256,
         test_size: int = 256,
         seed: int = 0,
+        max_pixels: int | None = None,
     ) -> None:
+        """`max_pixels`: the largest image read (None: the default limit)."""
+        self.max_pixels = max_pixels
         self.roots = [root] if isinstance(root, str | Path) else list(root)
         if not self.roots:
             raise ValueError("data.root is empty: give a folder with images/ and masks/, or a list of them")
@@ -160,11 +166,12 @@ class FolderSplits:
         self.seed = seed
 
     def eval_sets(self) -> list[Sequence[Item]]:
-        return [FolderPairs(r, label) for r, label in zip(self.roots, unique_labels(self.roots), strict=True)]
+        labels = unique_labels(self.roots)
+        return [FolderPairs(r, label, self.max_pixels) for r, label in zip(self.roots, labels, strict=True)]
 
     def split_pairs(self) -> dict[str, list]:
         """The usable pairs, split by a seeded shuffle; the same on every rank and run."""
-        pairs = scan_pairs(self.roots)
+        pairs = scan_pairs(self.roots, self.max_pixels)
         if len(pairs) < 3:
             raise ValueError(
                 f"data.root={self.roots}: training needs at least 3 usable pairs, found {len(pairs)}"
@@ -188,6 +195,7 @@ class FolderSplits:
                 self.sizes[split],
                 split_seed(self.seed, split),
                 augment if split == "train" else None,
+                self.max_pixels,
             )
             for split, pairs in self.split_pairs().items()
         }

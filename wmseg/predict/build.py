@@ -25,11 +25,9 @@ def build_inpainter(cfg: DictConfig) -> Any:
 
 def build_remover(cfg: DictConfig, remove: bool) -> Any:
     """The Remover of a checked predict or serve config; its inpainter only when `remove`."""
-    from wmseg.image_files import set_max_pixels
     from wmseg.predict.detect import DetectOptions
     from wmseg.predict.remover import Remover
 
-    set_max_pixels(cfg.get("max_image_pixels"))
     inpainter = build_inpainter(cfg) if remove else None  # a missing package named first
     detect = DetectOptions(
         batch_pixels=cfg.batch.pixels,
@@ -50,4 +48,5 @@ def build_remover(cfg: DictConfig, remove: bool) -> Any:
         precision=cfg.precision,
         remover=cfg.remover,
         opaque=cfg.opaque,
+        max_pixels=cfg.get("max_image_pixels"),
     )

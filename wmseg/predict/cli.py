@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from wmseg.image_files import allow_pixels_in_process
 from wmseg.predict.build import build_remover
 from wmseg.predict.checks import check_model_config, check_predict_config
 
@@ -19,6 +20,7 @@ EXIT_FAILED_INPUTS = 2
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     check_predict_config(cfg)
+    allow_pixels_in_process(cfg.get("max_image_pixels"))  # the command owns its process
     remover = build_remover(cfg, remove=cfg.remove)
     summary = remover.run(
         cfg.input,

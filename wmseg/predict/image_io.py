@@ -27,11 +27,12 @@ class SourceImage:
     alpha: np.ndarray | None = None  # (H, W) uint8, upright, for RGBA and LA files
 
 
-def read_source(path: str | Path, data: bytes | None = None) -> SourceImage:
+def read_source(path: str | Path, data: bytes | None = None, max_pixels: int | None = None) -> SourceImage:
     """The image at `path` (or the file's bytes `data`, e.g. an upload named `path`) for
-    prediction; DataError naming it if it cannot be used."""
+    prediction; DataError naming it if it cannot be used or is over `max_pixels` (None:
+    the default limit)."""
     path = Path(path)
-    with open_checked(path, "image", data) as im:  # one open: pixel limit, bit depth, orientation
+    with open_checked(path, "image", data, max_pixels) as im:  # one open: pixel limit, bit depth, orientation
         rgb = upright_rgb(im)
         orientation = int(im.getexif().get(_ORIENTATION, 1) or 1)
         jpeg = None

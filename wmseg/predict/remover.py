@@ -28,7 +28,7 @@ import numpy as np
 
 from wmseg.atomic import check_writable, write_bytes_atomic, write_text_atomic
 from wmseg.errors import DataError, UserError
-from wmseg.image_files import image_size
+from wmseg.image_files import image_size, pixel_limit
 from wmseg.inference.overlay import tint
 from wmseg.inference.predictor import Predictor, restores
 from wmseg.predict.detect import DetectOptions, Detector
@@ -157,7 +157,8 @@ class Remover:
     under the mask and inpaints only where the mark's opacity is at least `opaque`
     (nothing left there to recover), handing over from one to the other across the
     opacity band `opaque - 0.1 .. opaque`; `auto` restores with a model that has the head
-    and inpaints with one that has not."""
+    and inpaints with one that has not. `max_pixels`: the largest image `run` reads
+    (width x height; None: the default limit), a guard against decompression bombs."""
 
     def __init__(
         self,
@@ -172,11 +173,16 @@ class Remover:
         precision: str = "int8",
         remover: str = "auto",
         opaque: float = 0.9,
+        max_pixels: int | None = None,
     ) -> None:
         if remover not in REMOVERS:
             raise UserError(f"remover={remover}: use one of {', '.join(REMOVERS)}")
         if not 0.0 < opaque <= 1.0:
             raise UserError(f"opaque={opaque}: give the mark opacity (0, 1] above which to inpaint")
+        try:
+            self.max_pixels = pixel_limit(max_pixels)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         if model is None or isinstance(model, str | Path):
             self.predictor = load_predictor(model, device=device, threads=threads, precision=precision)
         else:
@@ -346,7 +352,7 @@ class _Run:
 
     def _images(self, jobs: list[Job]) -> None:
         o, detector = self.options, self.remover.detector
-        limit = detector.options
+        limit, pixels_max = detector.options, self.remover.max_pixels
         with ThreadPoolExecutor(o.decode_workers) as decode, ThreadPoolExecutor(o.encode_workers) as encode:
             decoding: deque[tuple[Job, Future]] = deque()
             writing: deque[tuple[Job, Future]] = deque()
@@ -355,7 +361,7 @@ class _Run:
 
             def refill() -> None:
                 while len(decoding) < o.queue and (job := next(pending, None)) is not None:
-                    decoding.append((job, decode.submit(read_source, job.source)))
+                    decoding.append((job, decode.submit(read_source, job.source, None, pixels_max)))
 
             def collect(block_above: int) -> None:
                 while len(writing) > block_above:
@@ -401,10 +407,11 @@ class _Run:
         estimates of up to `sample_limit` of them, evenly spread, then the mark they share.
         Unreadable images and failed batches are left to the main pass to report."""
         detector, threshold = self.remover.detector, self.remover.threshold
+        pixels_max = self.remover.max_pixels
         by_size: dict[tuple[int, int], list[Job]] = {}
         for job in jobs:
             try:
-                by_size.setdefault(image_size(job.source), []).append(job)
+                by_size.setdefault(image_size(job.source, pixels_max), []).append(job)
             except Exception:  # reported by the main pass
                 continue
         for size, members in by_size.items():
@@ -419,7 +426,7 @@ class _Run:
                 for start in range(0, len(members), batch):
                     chunk = [j.source for j in members[start : start + batch]]
                     images = []
-                    for future in [decode.submit(read_source, path) for path in chunk]:
+                    for future in [decode.submit(read_source, path, None, pixels_max) for path in chunk]:
                         try:
                             images.append(future.result().rgb)
                         except Exception:

@@ -171,7 +171,7 @@ def create_app(
                 422, f"{name}: the upload is empty; send the image file as the form field `image`"
             )
         try:
-            return await run_in_threadpool(read_source, name, data)
+            return await run_in_threadpool(read_source, name, data, remover.max_pixels)
         except DataError as err:
             raise HTTPException(422, str(err)) from None
 

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from wmseg.config_checks import require_bool, require_int
 from wmseg.errors import ConfigError
+from wmseg.image_files import allow_pixels_in_process
 from wmseg.predict.build import build_remover
 from wmseg.predict.checks import check_model_config
 
@@ -44,6 +45,7 @@ def serve(cfg: DictConfig) -> None:
     from wmseg.serve.app import create_app
 
     check_serve_config(cfg)
+    allow_pixels_in_process(cfg.get("max_image_pixels"))  # the command owns its process
     remover = build_remover(cfg, remove=cfg.remove)
     name = str(cfg.model) if cfg.model else f"bundled ({cfg.precision})"
     app = create_app(

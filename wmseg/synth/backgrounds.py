@@ -338,8 +338,13 @@ class BackgroundBank:
         (128, 128, 3)
     """
 
-    def __init__(self, folder: str | Path | None = None, **options: Any) -> None:
+    def __init__(
+        self, folder: str | Path | None = None, max_pixels: int | None = None, **options: Any
+    ) -> None:
+        """`max_pixels`: the largest file read from a user's folder (None: the default
+        limit); a larger one is skipped and named like an unreadable one."""
         self.options = BackgroundOptions(**options)
+        self.max_pixels = max_pixels
         self.heldout = folder == HELDOUT
         self.bank_val = folder == BANK_VAL
         # A missing bank fails here, naming its install command; a folder replaces the
@@ -375,7 +380,7 @@ class BackgroundBank:
             if path in self.skipped:
                 continue
             try:
-                return read_rgb(path)
+                return read_rgb(path, self.max_pixels)
             except DataError as err:
                 self.skipped.add(path)
                 log.warning(

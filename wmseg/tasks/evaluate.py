@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wmseg.atomic import check_writable, save_png_atomic, write_atomic, write_text_atomic
 from wmseg.data.folder import POOLED, DataError, Item
-from wmseg.image_files import set_max_pixels
+from wmseg.image_files import allow_pixels_in_process
 from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
 from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.inference.overlay import overlay_row, stack_rows
@@ -300,7 +300,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Measure the model on every set of `cfg.data`; write the report to `cfg.paths.output_dir`."""
     # Check: every key, and every place written to, before any work.
     check_eval_config(cfg)
-    set_max_pixels(cfg.get("max_image_pixels"))
+    allow_pixels_in_process(cfg.get("max_image_pixels"))  # the command owns its process
     out_dir = check_writable(cfg.paths.output_dir, "paths.output_dir")
     if cfg.get("calibrate"):
         check_writable(Path(cfg.calibrate).expanduser().parent, "calibrate (its folder)")

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wmseg.callbacks import EmbedRunConfig
 from wmseg.errors import ConfigError
-from wmseg.image_files import set_max_pixels
+from wmseg.image_files import allow_pixels_in_process
 from wmseg.inference.checkpoint import load_weights, read_checkpoint, trained_net_config
 from wmseg.tasks.checks import check_run_config
 from wmseg.tasks.instantiate import instantiate_callbacks, instantiate_loggers
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as `cfg` says; returns the logged metrics plus the best checkpoint."""
     check_run_config(cfg)
-    set_max_pixels(cfg.get("max_image_pixels"))
+    allow_pixels_in_process(cfg.get("max_image_pixels"))  # the command owns its process
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
