@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from wmseg.inference import OnnxPredictor
+from wmseg.inference.loading import bundled_model
 from wmseg.predict import Remover
-from wmseg.predict.model import bundled_model
 from wmseg.synth import SynthConfig, WatermarkSynth
 
 

@@ -10,8 +10,8 @@ from torchmetrics.functional.classification import binary_jaccard_index
 from tests.conftest import compose_config
 from wmseg.data.folder import DataError
 from wmseg.inference import CheckpointError, FlipAveraged, TorchPredictor, load_model
-from wmseg.inference.checkpoint import read_checkpoint
 from wmseg.metrics import MeanImageIoUCurve, SegmentationMeter, f1_best_threshold, image_iou_curve
+from wmseg.models.checkpoint import read_checkpoint
 from wmseg.tasks.checks import ConfigError
 from wmseg.tasks.evaluate import evaluate
 
@@ -240,6 +240,12 @@ def test_checkpoint_errors(trained_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="does not match the model config"):
         evaluate(cfg)
 
+    # The one loader's messages name the key the model came from.
+    with pytest.raises(ConfigError, match=r"ckpt=.*missing\.ckpt not found"):
+        evaluate(_eval_cfg(tmp_path, f"ckpt={tmp_path / 'missing.ckpt'}", "data.test_size=4"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda: no CUDA GPU is available here"):
+            evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", "device=cuda", "data.test_size=4"))
 
 class PixelwiseNet:
     """A real 1x1-conv network as a predictor: no spatial context, so tiles must stitch

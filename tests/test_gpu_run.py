@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import ROOT
-from wmseg.inference.checkpoint import load_model
+from wmseg.models.checkpoint import load_model
 from wmseg.synth import procedural_background
 
 TINY = [

@@ -56,7 +56,7 @@ def test_input_statistics_follow_the_weights_source():
 
 
 def test_rebuilt_net_keeps_the_statistics_it_was_trained_with():
-    from wmseg.inference.checkpoint import build_net
+    from wmseg.models.checkpoint import build_net
 
     base = {"_target_": "wmseg.models.WatermarkUnet", "encoder_name": "timm-tf_efficientnet_lite0"}
     # Rebuilding drops the initial weights, but not the statistics they implied.

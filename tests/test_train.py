@@ -132,7 +132,7 @@ def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_c
     import hydra
     from torchmetrics.functional.classification import binary_jaccard_index
 
-    from wmseg.inference.checkpoint import load_model
+    from wmseg.models.checkpoint import load_model
 
     cfg = make_cfg(
         "debug=limit",
@@ -169,8 +169,8 @@ def test_calibrated_threshold_on_heldout_validation_goes_into_checkpoints(make_c
 
 
 def test_frozen_encoder_bn_survives_a_real_fit_and_the_checkpoint_loads(make_cfg, tmp_path):
-    from wmseg.inference.checkpoint import load_model
     from wmseg.models import WatermarkUnet
+    from wmseg.models.checkpoint import load_model
 
     cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "test=false", "model.net.freeze_encoder_bn=true")
     train(cfg)

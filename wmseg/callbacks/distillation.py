@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wmseg.inference.checkpoint import load_model
+from wmseg.models.checkpoint import load_model
 from wmseg.models.losses import BinaryDistillation
 from wmseg.synth import BackgroundBank
 

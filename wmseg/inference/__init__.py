@@ -1,8 +1,8 @@
 """Inference without Lightning: checkpoints and ONNX models behind one Predictor interface."""
 
 from wmseg.inference.batching import predict_items, predict_tiled
-from wmseg.inference.checkpoint import CheckpointError, LoadedModel, load_model
 from wmseg.inference.predictor import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor
+from wmseg.models.checkpoint import CheckpointError, LoadedModel, load_model
 
 __all__ = [
     "CheckpointError",

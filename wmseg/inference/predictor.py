@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import yaml
 
-from wmseg.inference.checkpoint import CheckpointError, load_model
+from wmseg.models.checkpoint import CheckpointError, load_model
 from wmseg.models.restoration import has_restore_head, restoration_outputs
 from wmseg.safe_build import NETWORK, check_config
 

@@ -58,7 +58,7 @@ class WatermarkUnet(nn.Module):
         for name in ("conv_head", "bn2"):
             if isinstance(getattr(self.unet.encoder, name, None), nn.Module):
                 delattr(self.unet.encoder, name)
-        # Before this default, every net used ImageNet's: wmseg.inference.checkpoint
+        # Before this default, every net used ImageNet's: wmseg.models.checkpoint
         # rebuilds checkpoints of that time (no `mean` key in their config) that way.
         mean, std = input_statistics(encoder_weights, mean, std)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)

@@ -29,13 +29,13 @@ import numpy as np
 from wmseg.atomic import check_writable, write_bytes_atomic, write_text_atomic
 from wmseg.errors import DataError, UserError
 from wmseg.image_files import image_size, pixel_limit
+from wmseg.inference.loading import load_predictor
 from wmseg.inference.overlay import tint
 from wmseg.inference.predictor import Predictor, restores
 from wmseg.predict.detect import DetectOptions, Detector
 from wmseg.predict.image_io import SourceImage, encode_jpeg, encode_png, read_source, write_like
 from wmseg.predict.inpaint import Inpainter, OpenCVInpainter, dilate, fill
 from wmseg.predict.jobs import Job, find_jobs
-from wmseg.predict.model import load_predictor
 from wmseg.predict.shared_mark import (
     MIN_IMAGES,
     MarkEstimate,

@@ -18,10 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from wmseg.atomic import check_writable, save_png_atomic, write_atomic, write_text_atomic
 from wmseg.data.folder import POOLED, DataError, Item
 from wmseg.image_files import allow_pixels_in_process
-from wmseg.inference import FlipAveraged, OnnxPredictor, Predictor, TorchPredictor, predict_items
-from wmseg.inference.checkpoint import read_checkpoint
+from wmseg.inference import FlipAveraged, Predictor, predict_items
+from wmseg.inference.loading import load_predictor
 from wmseg.inference.overlay import overlay_row, stack_rows
 from wmseg.metrics import SegmentationMeter
+from wmseg.models.checkpoint import read_checkpoint
 from wmseg.tasks.checks import ConfigError, check_eval_config
 from wmseg.tasks.run_data import data_splits, stored_splits
 
@@ -31,16 +32,19 @@ COLUMNS = ("images", "mean_iou", "mean_f1", "global_iou", "precision", "recall",
 
 
 def build_predictor(cfg: DictConfig) -> Predictor:
-    """The model to measure: `ckpt=` (torch) or `onnx=` (ONNX Runtime), flip-averaged with `tta`."""
-    predictor: Predictor
-    if cfg.get("onnx") is not None:
-        predictor = OnnxPredictor(
-            cfg.onnx, threads=cfg.get("threads", 0), x64_quant_precision=cfg.get("x64_quant_precision", False)
-        )
-    else:
-        device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        net_config = OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None
-        predictor = TorchPredictor(cfg.ckpt, device=device, net_config=net_config)
+    """The model to measure: `ckpt=` (torch, in fp32) or `onnx=` (ONNX Runtime), on
+    `device`, flip-averaged with `tta`."""
+    onnx = cfg.get("onnx") is not None
+    predictor = load_predictor(
+        cfg.onnx if onnx else cfg.ckpt,
+        device=cfg.get("device"),
+        threads=cfg.get("threads", 0),
+        fp16=False,  # measured as trained
+        net_config=OmegaConf.to_container(cfg.model.net, resolve=True) if cfg.get("model") else None,
+        x64_quant_precision=cfg.get("x64_quant_precision", False),
+        warm_up=False,
+        key="onnx" if onnx else "ckpt",
+    )
     return FlipAveraged(predictor) if cfg.get("tta") else predictor
 
 

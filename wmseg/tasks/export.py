@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from wmseg.export.onnx import contract_metadata, convert_fp16, export_onnx
 from wmseg.export.quantize import quantize_int8
 from wmseg.inference import LoadedModel, OnnxPredictor, load_model
 from wmseg.inference.batching import logit
+from wmseg.inference.loading import load_predictor
 from wmseg.metrics import mask_iou, mean_mask_iou
 from wmseg.models.restoration import has_restore_head, restoration_outputs
 from wmseg.tasks.checks import check_export_config
@@ -106,10 +107,14 @@ def sessions_of(cfg: DictConfig, files: dict[str, Path]) -> dict[str, tuple[Path
     rows = {name: (path, False) for name, path in files.items()}
     if "model.int8.onnx" in files:
         rows[PRECISE] = (files["model.int8.onnx"], True)
-    return {
-        name: (path, OnnxPredictor(path, threads=cfg.threads, x64_quant_precision=precise))
+    # Checked on the CPU, whatever GPU is here: the report's speeds are the CPU's.
+    opened = {
+        name: load_predictor(
+            path, device="cpu", threads=cfg.threads, x64_quant_precision=precise, warm_up=False
+        )
         for name, (path, precise) in rows.items()
     }
+    return {name: (path, cast(OnnxPredictor, opened[name])) for name, (path, _) in rows.items()}
 
 
 @torch.inference_mode()

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from wmseg.callbacks import EmbedRunConfig
 from wmseg.errors import ConfigError
 from wmseg.image_files import allow_pixels_in_process
-from wmseg.inference.checkpoint import load_weights, read_checkpoint, trained_net_config
+from wmseg.models.checkpoint import load_weights, read_checkpoint, trained_net_config
 from wmseg.tasks.checks import check_run_config
 from wmseg.tasks.instantiate import instantiate_callbacks, instantiate_loggers
 
