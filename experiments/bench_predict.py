@@ -92,7 +92,7 @@ def end_to_end(predictor, folder: Path, out: Path, batch: int, **run) -> float:
 CHILD = """
 import json, sys, numpy as np
 from wmseg.inference import OnnxPredictor
-from wmseg.predict.remover import peak_rss_mb
+from wmseg.predict.batch_run import peak_rss_mb
 from wmseg.predict import DetectOptions, Detector
 model, w, h, tiles, detect, threads = sys.argv[1:7]
 w, h, tiles, detect = int(w), int(h), tiles == "1", detect == "1"
@@ -107,7 +107,7 @@ print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 VIDEO_CHILD = """
 import json, sys
 from wmseg.predict import DetectOptions, Remover
-from wmseg.predict.remover import peak_rss_mb
+from wmseg.predict.batch_run import peak_rss_mb
 model, source, out, remove, window, threads = sys.argv[1:7]
 remover = Remover(model, detect=DetectOptions(batch_images=8), threads=int(threads))
 summary = remover.run(source, out, remove=remove == "1", overlay=False, overwrite=True, progress=False,

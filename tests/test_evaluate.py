@@ -247,6 +247,7 @@ def test_checkpoint_errors(trained_ckpt, tmp_path):
         with pytest.raises(ConfigError, match="device=cuda: no CUDA GPU is available here"):
             evaluate(_eval_cfg(tmp_path, f"ckpt={trained_ckpt}", "device=cuda", "data.test_size=4"))
 
+
 class PixelwiseNet:
     """A real 1x1-conv network as a predictor: no spatial context, so tiles must stitch
     back to exactly the whole-image output; records every batch shape it is given."""

@@ -120,3 +120,24 @@ def test_prediction_and_serving_import_nothing_of_training():
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def _wmseg_imports(module: str) -> set[str]:
+    """The wmseg modules `module`'s source imports, at any depth of its code."""
+    import ast
+
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("wmseg")}
+
+
+def test_the_run_and_the_video_pipeline_depend_on_the_cleaner_interface_not_the_remover():
+    for module in ("wmseg.predict.video", "wmseg.predict.batch_run"):
+        imported = _wmseg_imports(module)
+        assert "wmseg.predict.cleaner" in imported, imported
+        assert "wmseg.predict.remover" not in imported, f"{module} imports the remover back"

@@ -14,18 +14,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wmseg.atomic import write_atomic
 from wmseg.errors import ConfigError, DataError
 from wmseg.inference.overlay import tint
+from wmseg.predict.cleaner import Cleaner
 from wmseg.predict.jobs import Job
 from wmseg.predict.shared_mark import SharedMark, estimate_shared, own_estimate, sample_limit
-
-if TYPE_CHECKING:
-    from wmseg.predict.remover import Remover
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +146,7 @@ def _frames(container) -> Iterator[tuple[object, object]]:
 
 
 def process_video(
-    remover: Remover, job: Job, options: VideoOptions, remove: bool, overlay: bool, shared: bool = False
+    remover: Cleaner, job: Job, options: VideoOptions, remove: bool, overlay: bool, shared: bool = False
 ) -> tuple[int, SharedMark | None]:
     """Write the mask video (and the overlay and cleaned videos) in one pass over the
     input; returns the frame count and, with `shared`, the video's static mark when it has
@@ -224,7 +221,7 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _static_mark(remover: Remover, job: Job, options: VideoOptions) -> SharedMark | None:
+def _static_mark(remover: Cleaner, job: Job, options: VideoOptions) -> SharedMark | None:
     """The mark shared by frames spread evenly over the video (a first decoding pass; the
     detector sees only the sampled frames), or None."""
     import av
@@ -250,7 +247,7 @@ def _static_mark(remover: Remover, job: Job, options: VideoOptions) -> SharedMar
 
 
 def _stream(
-    remover: Remover,
+    remover: Cleaner,
     source,
     options: VideoOptions,
     encoders: dict[str, _Encoder],
