@@ -352,7 +352,7 @@ def test_flip_averaging_is_mirror_consistent_and_reported(trained_ckpt, pairs_fo
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_overlay_grid_keeps_the_worst_and_best_images_once_each_in_order(k):
-    from wmseg.tasks.evaluate import ExtremeRows
+    from wmseg.metrics.report import ExtremeRows
 
     # Ties (0.1, 0.7) and IoUs from images of different sets: the grid is the k worst then
     # the k best of a stable sort, each image once, as if every score had been kept.

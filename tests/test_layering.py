@@ -28,8 +28,9 @@ SCRIPT = textwrap.dedent(
 
     for module in (
         "wmseg.synth", "wmseg.data.dataset", "wmseg.data.splits", "wmseg.data.folder",
-        "wmseg.data.cache", "wmseg.models.unet", "wmseg.models.losses", "wmseg.metrics",
-        "wmseg.inference", "wmseg.export.onnx", "wmseg.export.quantize", "wmseg.predict.cli",
+        "wmseg.data.cache", "wmseg.models.unet", "wmseg.models.losses", "wmseg.models.checkpoint",
+        "wmseg.metrics", "wmseg.metrics.report", "wmseg.inference", "wmseg.inference.loading",
+        "wmseg.export.onnx", "wmseg.export.quantize", "wmseg.predict.cli",
         "wmseg.serve.app", "wmseg.serve.cli",
         "wmseg.tasks.evaluate", "wmseg.tasks.export",
     ):
