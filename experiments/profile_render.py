@@ -33,15 +33,15 @@ OUT = ROOT / "experiments" / "results" / "fast_synthesis"
 # stage -> (file suffix, function name) whose inclusive time it counts; listed outer first.
 STAGES = {
     "background (photo crop, collage, shading)": [("backgrounds.py", "sample")],
-    "scene signs and objects": [("render.py", "_scene_text"), ("scene.py", "draw_scene_object")],
-    "text glyphs (fonts)": [("render.py", "_text_tile")],
-    "logos and QR codes": [("render.py", "_logo_layers")],
-    "artwork (clip art, emoji, procedural)": [("render.py", "_artwork_layers")],
-    "emboss": [("render.py", "_emboss_layers")],
-    "plates and banners": [("render.py", "_plate_layers")],
-    "line grids": [("render.py", "_line_grid")],
-    "mark fills (gradient, photo)": [("render.py", "_fill")],
-    "degradations + JPEG": [("render.py", "_degrade")],
+    "scene signs and objects": [("scene.py", "draw_sign"), ("scene.py", "draw_scene_object")],
+    "text glyphs (fonts)": [("layers.py", "_text_tile")],
+    "logos and QR codes": [("layers.py", "_logo_layers")],
+    "artwork (clip art, emoji, procedural)": [("layers.py", "_artwork_layers")],
+    "emboss": [("layers.py", "_emboss_layers")],
+    "plates and banners": [("layers.py", "_plate_layers")],
+    "line grids": [("layers.py", "line_grid")],
+    "mark fills (gradient, photo)": [("layers.py", "_fill")],
+    "degradations + JPEG": [("degradations.py", "degrade")],
 }
 
 
@@ -75,19 +75,21 @@ def main() -> None:
         )
         stages[stage] = ct / args.samples * 1000
     render_ms = total / args.samples * 1000
-    # The rest of _render/_composite: placement (paste, rotate), blending, the footprint.
-    composite = sum(v[3] for (f, _, n), v in stats.items() if f.endswith("render.py") and n == "_composite")
+    # The rest of composite(): placement (paste, rotate), blending, the footprint.
+    composite = sum(
+        v[3] for (f, _, n), v in stats.items() if f.endswith("composition.py") and n == "composite"
+    )
     nested = (
         "_text_tile",
         "_logo_layers",
         "_artwork_layers",
         "_emboss_layers",
         "_plate_layers",
-        "_line_grid",
+        "line_grid",
         "_fill",
     )
-    inner = sum(v[3] for (f, _, n), v in stats.items() if f.endswith("render.py") and n in nested)
-    stages["placement + blending (rest of _composite)"] = max(0.0, composite - inner) / args.samples * 1000
+    inner = sum(v[3] for (f, _, n), v in stats.items() if f.endswith("layers.py") and n in nested)
+    stages["placement + blending (rest of composite)"] = max(0.0, composite - inner) / args.samples * 1000
     stages["footprint, conversions, rest"] = render_ms - sum(stages.values())
     record = {
         "command": "python experiments/profile_render.py "

@@ -49,7 +49,7 @@ def known_mark(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """A translucent normal-blend mark of the renderer (a text or a logo, 25-50 %
     opacity) as its exact opacity (H, W) and colour (H, W, 3) in 0-255."""
     from wmseg.synth import WatermarkSynth
-    from wmseg.synth.render import SynthConfig
+    from wmseg.synth.config import SynthConfig
 
     config = dataclasses.replace(
         SynthConfig(size=SIZE),

@@ -6,7 +6,7 @@ from PIL import Image
 
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth
 from wmseg.synth.backgrounds import procedural_background
-from wmseg.synth.render import blend
+from wmseg.synth.composition import blend
 
 
 def test_sample_is_pure_function_of_seed_and_index():
@@ -92,9 +92,9 @@ def test_blend_modes_on_known_values():
 
 def test_mark_that_changes_nothing_has_empty_mask(monkeypatch):
     # White in multiply mode leaves every pixel as it was: nothing visible, nothing labelled.
-    from wmseg.synth import render
+    from wmseg.synth import layers
 
-    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 255.0, np.float32))
+    monkeypatch.setattr(layers, "rand_color", lambda rng: np.full(3, 255.0, np.float32))
     cfg = SynthConfig(
         size=64,
         clean_fraction=0.0,
@@ -439,11 +439,11 @@ def _one_mark(**style) -> SynthConfig:
 
 
 def test_footprint_channels_max_and_mean(monkeypatch):
-    from wmseg.synth import render
+    from wmseg.synth import layers
 
     # A red mark 30 levels above mid-grey in one channel only: its largest channel moves by
     # 30, its mean by 10. At threshold 12 "max" labels the glyph and "mean" labels nothing.
-    monkeypatch.setattr(render, "_rand_color", lambda rng: np.array([158.0, 128.0, 128.0], np.float32))
+    monkeypatch.setattr(layers, "rand_color", lambda rng: np.array([158.0, 128.0, 128.0], np.float32))
     cfg = _one_mark(visibility_threshold=12.0)
     by_max = WatermarkSynth(cfg, _FlatGrey())
     by_mean = WatermarkSynth(dataclasses.replace(cfg, footprint_channels="mean"), _FlatGrey())
@@ -453,7 +453,7 @@ def test_footprint_channels_max_and_mean(monkeypatch):
         assert a.mask.sum() > 0 and _is_footprint(a.mask, a.image[..., 0].astype(np.int16) - 128, 12.0)
         assert b.mask.sum() == 0
     # A grey mark moves every channel alike: both definitions give the same mask.
-    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 158.0, np.float32))
+    monkeypatch.setattr(layers, "rand_color", lambda rng: np.full(3, 158.0, np.float32))
     for i in range(3):
         a, b = by_max.render(0, i), by_mean.render(0, i)
         assert a.mask.sum() > 0 and np.array_equal(a.mask, b.mask)
@@ -543,7 +543,7 @@ def test_open_fonts_and_icon_fonts_widen_the_artwork():
 
 
 def test_log_opacity_draws_as_many_faint_marks_as_strong_ones():
-    from wmseg.synth.render import draw_opacity
+    from wmseg.synth.config import draw_opacity
 
     rng = np.random.default_rng(0)
     linear = np.array([draw_opacity(rng, SynthConfig(opacity=(0.15, 1.0))) for _ in range(4000)])
@@ -564,7 +564,7 @@ def test_fills_give_a_mark_more_than_one_colour_and_it_stays_labelled_where_visi
     synth = WatermarkSynth(_one_mark(fill_prob=1.0), BackgroundBank(procedural_fraction=1.0))
     rng = np.random.default_rng(0)
     white = np.full(3, 240.0, np.float32)
-    fields = [synth._fill(rng, white, period=40.0) for _ in range(24)]
+    fields = [synth.marks._fill(rng, white, period=40.0) for _ in range(24)]
     assert all(f.shape == (size, size, 3) and f.min() >= 0 and f.max() <= 255 for f in fields)
     # A gradient reaches its second colour within one period, a background crop has its
     # texture: most fields span far more than one colour (white to white can stay close).
@@ -614,10 +614,10 @@ def test_a_faint_plate_changes_the_image_but_stays_out_of_the_mask():
 
 
 def test_a_plate_that_changes_nothing_has_an_empty_mask(monkeypatch):
-    from wmseg.synth import render
+    from wmseg.synth import layers
 
     # White plates multiplied over the photo: every pixel stays as it was.
-    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 255.0, np.float32))
+    monkeypatch.setattr(layers, "rand_color", lambda rng: np.full(3, 255.0, np.float32))
     synth = _plates(plate_opacity=(1.0, 1.0), plate_fill_prob=0.0, blend_probs=(0, 1, 0, 0))
     assert all(synth.render(0, i).mask.sum() == 0 for i in range(4))
     # In normal mode the same plates are the mask.

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from wmseg.synth import BackgroundBank, SynthConfig, WatermarkSynth, artwork
+from wmseg.synth.composition import texture
 from wmseg.synth.fonts import latin_fonts
-from wmseg.synth.render import texture
 
 SOURCES = [
     pytest.param(
@@ -93,10 +93,10 @@ def test_faint_artwork_changes_the_image_but_stays_out_of_the_mask(source):
 
 
 def test_artwork_that_changes_nothing_has_an_empty_mask(monkeypatch):
-    from wmseg.synth import render
+    from wmseg.synth import layers
 
     # White silhouettes multiplied over the photo leave every pixel as it was.
-    monkeypatch.setattr(render, "_rand_color", lambda rng: np.full(3, 255.0, np.float32))
+    monkeypatch.setattr(layers, "rand_color", lambda rng: np.full(3, 255.0, np.float32))
     synth = _artwork("procedural", BackgroundBank(procedural_fraction=1.0), artwork_mono_prob=1.0)
     assert all(synth.render(0, i).mask.sum() > 0 for i in range(3))
     synth = _artwork(

@@ -140,7 +140,7 @@ def restoration_item(
 ) -> dict[str, torch.Tensor]:
     """A sample with its restoration targets (`render_targets` of the renderer or the
     compositor), augmented together, as tensors: image, mask, clean, and the marks as one
-    layer over the photo (opacity, colour, known: wmseg.synth.render.MarkTargets)."""
+    layer over the photo (opacity, colour, known: wmseg.synth.composition.MarkTargets)."""
     (image, mask), clean, (opacity, colour, known) = rendered
     known = known.astype(np.float32)
     if augment is not None:

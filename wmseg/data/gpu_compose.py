@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from wmseg.synth.compose import LINES, noise_table
+from wmseg.synth.config import SynthConfig
 from wmseg.synth.layer_bank import COL, LayerBank
-from wmseg.synth.render import SynthConfig
 
 
 def _dihedral_index(size: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 colour emoji and procedural vector logos with several filled parts. No torch, no Lightning.
 
 A piece of artwork is returned as a list of coverage tiles (mode "L", 0-255, one size)
-with one RGB colour each, drawn in order: the layer model of `wmseg.synth.render`, so
+with one RGB colour each, drawn in order: the layer model of `wmseg.synth.layers`, so
 artwork rotates, tiles and sits on plates like any other mark, and its mask stays the
 visible footprint.
 

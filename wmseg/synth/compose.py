@@ -27,8 +27,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from wmseg.synth.composition import MarkTargets
+from wmseg.synth.config import SynthConfig
 from wmseg.synth.layer_bank import COL, STYLES, LayerBank
-from wmseg.synth.render import MarkTargets, SynthConfig, _rand_color
+from wmseg.synth.layers import rand_color
 
 _COMPOSE_STREAM = 0xC0
 NOISE_LENGTH = 1 << 22  # a shared table of standard normal noise; a sample reads a window
@@ -207,7 +209,7 @@ class Composer:
                 colour[slot] = row[[COL["red"], COL["green"], COL["blue"]]]
                 if row[COL["mono"]] and rng.random() < opts.recolour_prob:
                     recolour[slot] = True
-                    colour[slot] = _rand_color(rng)
+                    colour[slot] = rand_color(rng)
                     if style == "plain_logo":
                         colour[slot] = 255.0 if rng.random() < 0.6 else 0.0
         degrade = self._degradations(rng)
@@ -309,7 +311,7 @@ def line_coverage(lines: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def blend_target(image: np.ndarray, colour: np.ndarray, mode: int) -> np.ndarray:
     """The colour a fully opaque mark gives over `image` in blend mode `mode` (an index of
-    BLEND_MODES), as `wmseg.synth.render.blend`."""
+    BLEND_MODES), as `wmseg.synth.composition.blend`."""
     if mode == 0:
         return colour
     if mode == 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import matplotlib
 from fontTools.ttLib import TTFont
+from PIL import ImageFont
 
 from wmseg.synth.sources import check_sources, package_dir
 
@@ -126,3 +127,9 @@ def covered(path: Path) -> frozenset[int]:
     """Code points the font has a glyph for."""
     with TTFont(path, lazy=True) as font:
         return frozenset(font.getBestCmap())
+
+
+@lru_cache(maxsize=512)
+def font_at(path: Path, px: int) -> ImageFont.FreeTypeFont:
+    """The font file at `path` at `px` pixels, loaded once."""
+    return ImageFont.truetype(str(path), px)

@@ -33,7 +33,10 @@ import numpy as np
 
 from wmseg.atomic import file_record, save_npy_atomic, write_text_atomic
 from wmseg.synth.backgrounds import folder_signature
-from wmseg.synth.render import BLEND_MODES, MarkSpec, WatermarkSynth, texture
+from wmseg.synth.composition import texture
+from wmseg.synth.config import BLEND_MODES
+from wmseg.synth.layers import MarkSpec
+from wmseg.synth.render import WatermarkSynth
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
+from wmseg.synth.fonts import font_at
 from wmseg.synth.logos import emblem
 from wmseg.synth.text import scene_phrase, word
 
@@ -317,3 +318,68 @@ def draw_scene_object(
     image *= 1.0 - a
     image += a * np.clip(warped[..., :3] * light[..., None], 0, 255)
     return kind
+
+
+# Panel and text colours of common signs and labels; None: a random panel colour.
+_SIGN_COLOURS = (
+    ((245, 245, 240), (20, 20, 20)),
+    ((245, 245, 240), (190, 25, 30)),
+    ((245, 245, 240), (20, 50, 140)),
+    ((0, 110, 60), (250, 250, 250)),
+    ((20, 60, 150), (250, 250, 250)),
+    ((200, 30, 35), (250, 250, 250)),
+    ((250, 205, 20), (15, 15, 15)),
+    ((25, 25, 25), (250, 250, 250)),
+    ((25, 25, 25), (250, 200, 30)),
+    ((110, 70, 40), (240, 230, 200)),
+    (None, None),
+)
+
+
+def draw_sign(rng: np.random.Generator, image: np.ndarray, fonts: Sequence[Path], large_prob: float) -> None:
+    """Paint a sign into `image` (float (size, size, 3)) in place: opaque text on a panel,
+    warped in perspective, shaded by a light gradient and softened like the photo's focus;
+    large (a close-up) with probability `large_prob`."""
+    size = image.shape[0]
+    large = large_prob > 0 and rng.random() < large_prob
+    text = scene_phrase(rng)
+    px = max(6, int(size * rng.uniform(*((0.15, 0.4) if large else (0.06, 0.22)))))
+    font = font_at(fonts[int(rng.integers(len(fonts)))], px)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=font, anchor="mm", align="center")
+    pad = max(2, int(px * rng.uniform(0.25, 0.8)))
+    w, h = math.ceil(right - left) + 2 * pad, math.ceil(bottom - top) + 2 * pad
+    panel, ink = _SIGN_COLOURS[int(rng.integers(len(_SIGN_COLOURS)))]
+    if panel is None:  # any colour, with black or white text, whichever reads better
+        panel = tuple(int(c) for c in rng.integers(0, 256, 3))
+        ink = (0, 0, 0) if sum(panel) > 380 else (255, 255, 255)
+    tile = Image.new("RGB", (w, h), panel)
+    draw = ImageDraw.Draw(tile)
+    if rng.random() < 0.4:
+        inset = max(1, pad // 3)
+        draw.rectangle((inset, inset, w - 1 - inset, h - 1 - inset), outline=ink, width=max(1, px // 14))
+    draw.multiline_text((w / 2, h / 2), text, fill=ink, font=font, anchor="mm", align="center")
+    alpha = Image.new("L", (w, h), 0)
+    radius = int(min(w, h) * rng.uniform(0.0, 0.3)) if rng.random() < 0.5 else 0
+    ImageDraw.Draw(alpha).rounded_rectangle((0, 0, w - 1, h - 1), radius=radius, fill=255)
+    tile.putalpha(alpha)
+    # Where the panel's corners land: scaled to fit, turned, each corner pulled a little
+    # (a plane seen at an angle), centred anywhere in the crop.
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    dst = plane_corners(rng, w, h, size, (0.3, 0.9), 20.0, 0.15, large)
+    warped = tile.transform(
+        (size, size),
+        Image.Transform.PERSPECTIVE,
+        perspective_coefficients(dst, corners),
+        Image.Resampling.BILINEAR,
+    )
+    rgba = np.asarray(warped, np.float32)
+    sigma = float(rng.uniform(0.0, 1.0))
+    if sigma > 0.2:
+        rgba = gaussian_filter(rgba, (sigma, sigma, 0), mode="nearest")
+    a = rgba[..., 3:] / 255.0
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    gx, gy = rng.uniform(-0.3, 0.3, 2)
+    light = (float(rng.uniform(0.7, 1.05)) + gx * (xx - 0.5) + gy * (yy - 0.5))[..., None]
+    image *= 1.0 - a
+    image += a * np.clip(rgba[..., :3] * light, 0, 255)
