@@ -139,7 +139,7 @@ device() {
     local best
     best=$(ls -t "$run"/train/checkpoints/*best*.ckpt 2>/dev/null | head -1)
     if [ -n "$best" ]; then
-        "$PY" -c "import sys; from wmseg.inference.checkpoint import slim_checkpoint; slim_checkpoint(*sys.argv[1:])" \
+        "$PY" -c "import sys; from wmseg.models.checkpoint import slim_checkpoint; slim_checkpoint(*sys.argv[1:])" \
             "$best" "$OUT/model_slim.ckpt"
         if [ -d "$GPU_ABS/eval" ]; then
             echo "== evaluate on ../shared/eval"
