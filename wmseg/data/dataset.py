@@ -289,10 +289,10 @@ class FolderCrops(Dataset):
     ) -> None:
         if not pairs:
             raise ValueError("FolderCrops needs at least one (image, mask) pair")
-        self.max_pixels = max_pixels
         if size <= 0 or length <= 0:
             raise ValueError(f"crop size and length must be > 0, got {size} and {length}")
         self.pairs, self.size, self.length, self.seed, self.augment = list(pairs), size, length, seed, augment
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return self.length

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from wmseg.errors import CheckpointError, ConfigError
-from wmseg.inference.predictor import OnnxPredictor, Predictor
+from wmseg.inference.predictor import OnnxPredictor, Predictor, TorchPredictor
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,6 @@ def load_predictor(
             path, providers=onnx_providers(device), threads=threads, x64_quant_precision=x64_quant_precision
         )
     elif path.suffix.lower() == ".ckpt":
-        from wmseg.inference.predictor import TorchPredictor
-
         predictor = TorchPredictor(path, device=device, net_config=net_config, fp16=fp16)
     else:
         raise CheckpointError(f"{key}={path} is not a wmseg model: give a .onnx from export.py or a .ckpt")
